@@ -1,0 +1,69 @@
+"""
+typed-async-client: a resilient, fully typed async HTTP client on httpx and anyio.
+
+Requests run in a task group owned by the client, on asyncio and on trio; connection errors
+are retried with exponential backoff and jitter; events reach callbacks through a bounded
+stream; every request leaves a :class:`RequestResult`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from ._backoff import Jitter as Jitter
+from ._backoff import backoff_delay as backoff_delay
+from ._client import AsyncResilientClient as AsyncResilientClient
+from ._context import RequestContext as RequestContext
+from ._context import current_context as current_context
+from ._events import AsyncEvent as AsyncEvent
+from ._events import EventCallback as EventCallback
+from ._events import EventType as EventType
+from ._exceptions import ClientClosedError as ClientClosedError
+from ._exceptions import ClientNotOpenError as ClientNotOpenError
+from ._exceptions import ClientStateError as ClientStateError
+from ._exceptions import DuplicateRequestIdError as DuplicateRequestIdError
+from ._exceptions import RequestCancelledError as RequestCancelledError
+from ._exceptions import TypedAsyncClientError as TypedAsyncClientError
+from ._handle import RequestHandle as RequestHandle
+from ._oneshot import create_async_resilient_client as create_async_resilient_client
+from ._oneshot import simple_async_request as simple_async_request
+from ._request import RequestOptions as RequestOptions
+from ._results import RequestResult as RequestResult
+from ._results import RequestStatus as RequestStatus
+from ._retry import is_retryable as is_retryable
+from ._stats import ClientStats as ClientStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncEvent",
+    "AsyncResilientClient",
+    "ClientClosedError",
+    "ClientNotOpenError",
+    "ClientStateError",
+    "ClientStats",
+    "DuplicateRequestIdError",
+    "EventCallback",
+    "EventType",
+    "Jitter",
+    "RequestCancelledError",
+    "RequestContext",
+    "RequestHandle",
+    "RequestOptions",
+    "RequestResult",
+    "RequestStatus",
+    "TypedAsyncClientError",
+    "backoff_delay",
+    "create_async_resilient_client",
+    "current_context",
+    "is_retryable",
+    "simple_async_request",
+]
+
+# Show the public path in reprs, tracebacks and docs, as httpx and anyio do.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("typed_async_client."):
+        with contextlib.suppress(AttributeError, TypeError):  # aliases such as Jitter
+            _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,179 @@
+"""
+``RequestContext``: the immutable description of one request and of its current attempt.
+
+A request starts with a context and gets a new one per retry (``next_attempt()``), so an event
+always holds a faithful snapshot of the attempt it reports. Inside the request's own task the
+context in effect is readable with :func:`current_context`, from httpx event hooks and custom
+transports alike, on asyncio and on trio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from ._backoff import backoff_delay
+from ._constants import (
+    DEFAULT_BACKOFF_FACTOR,
+    DEFAULT_BASE_DELAY,
+    DEFAULT_MAX_DELAY,
+    DEFAULT_MAX_RETRIES,
+)
+
+_C = TypeVar("_C", bound="RequestContext")
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def _check_duration(name: str, value: object, *, minimum: float = 0.0) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """
+    The settings and the attempt counter of one request.
+
+    Every field has a default, so subclasses may add fields of their own (with defaults) and
+    methods, as ``@dataclass(frozen=True) class ApiRequestContext(RequestContext)`` does.
+
+    Attributes:
+        max_retries: retries allowed after the first attempt (``0`` disables retrying).
+        current_attempt: zero-based index of the attempt this context describes: ``0`` for the
+            first try, ``n`` for the ``n``-th retry.
+        base_delay: ceiling of the first backoff sleep, in seconds.
+        backoff_factor: growth of the ceiling between retries (``>= 1``).
+        max_delay: cap of every backoff sleep, in seconds.
+        request_id: the key of the request's result; a random hex id when not given.
+        metadata: free-form, read-only data carried to events and results.
+        started_at: ``time.monotonic()`` when the request started; the client sets it when the
+            request is submitted.
+
+    Raises:
+        ValueError: a count or a duration is negative, NaN or infinite, ``backoff_factor < 1``,
+            ``base_delay > max_delay`` or ``request_id`` is empty (the message names the field).
+        TypeError: a field has the wrong type.
+    """
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    current_attempt: int = 0
+    base_delay: float = DEFAULT_BASE_DELAY
+    backoff_factor: float = DEFAULT_BACKOFF_FACTOR
+    max_delay: float = DEFAULT_MAX_DELAY
+    request_id: str = field(default_factory=_new_request_id)
+    metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
+    started_at: float = field(default_factory=time.monotonic, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_count("max_retries", self.max_retries)
+        _check_count("current_attempt", self.current_attempt)
+        _check_duration("base_delay", self.base_delay)
+        _check_duration("backoff_factor", self.backoff_factor, minimum=1.0)
+        _check_duration("max_delay", self.max_delay)
+        if self.base_delay > self.max_delay:
+            raise ValueError(
+                f"base_delay must be <= max_delay, got base_delay={self.base_delay} "
+                f"and max_delay={self.max_delay}"
+            )
+        if not isinstance(self.request_id, str):
+            raise TypeError(f"request_id must be a str, got {type(self.request_id).__name__}")
+        if not self.request_id:
+            raise ValueError("request_id must be a non-empty string")
+        if not isinstance(self.metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping, got {type(self.metadata).__name__}")
+        if type(self.metadata) is not MappingProxyType:
+            # Copy, so that later changes to the caller's dict do not leak into the snapshot.
+            object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+
+    @property
+    def attempt_number(self) -> int:
+        """The one-based number of this attempt (``current_attempt + 1``)."""
+        return self.current_attempt + 1
+
+    @property
+    def remaining_retries(self) -> int:
+        """Retries still allowed after this attempt, never negative."""
+        return max(0, self.max_retries - self.current_attempt)
+
+    @property
+    def can_retry(self) -> bool:
+        """Whether another attempt is allowed after this one."""
+        return self.current_attempt < self.max_retries
+
+    @property
+    def elapsed_time(self) -> float:
+        """Seconds since the request started."""
+        return time.monotonic() - self.started_at
+
+    def clone(self: _C, **changes: Any) -> _C:
+        """
+        Return a copy with ``changes`` applied, validated like a new context.
+
+        Subclasses keep their type and their own fields.
+        """
+        return dataclasses.replace(self, **changes)
+
+    def next_attempt(self: _C) -> _C:
+        """
+        Return the context of the next attempt: the same request, ``current_attempt + 1``.
+
+        Raises:
+            ValueError: no retry is left (``current_attempt == max_retries``).
+        """
+        if not self.can_retry:
+            raise ValueError(
+                f"request {self.request_id!r} has no retry left "
+                f"(max_retries={self.max_retries}, current_attempt={self.current_attempt})"
+            )
+        return dataclasses.replace(self, current_attempt=self.current_attempt + 1)
+
+    def backoff_delay(self, rand: Callable[[], float] = random.random) -> float:
+        """
+        Return the full-jitter sleep before the next attempt, in seconds.
+
+        ``uniform(0, min(max_delay, base_delay * backoff_factor ** current_attempt))``.
+        """
+        return backoff_delay(
+            self.current_attempt + 1,
+            self.base_delay,
+            self.backoff_factor,
+            self.max_delay,
+            rand=rand,
+        )
+
+
+_current: ContextVar[RequestContext | None] = ContextVar("typed_async_client_context", default=None)
+
+
+def current_context() -> RequestContext | None:
+    """
+    Return the context of the request running in the current task, or ``None`` outside one.
+
+    It is set by the client inside each request's own task, so httpx event hooks and custom
+    transports called for that request see the context of the attempt in progress.
+    """
+    return _current.get()

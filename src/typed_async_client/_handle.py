@@ -1,0 +1,98 @@
+"""
+``RequestHandle``: what submitting a request returns.
+
+A handle is awaitable any number of times, from any task, on asyncio and on trio, and it can be
+passed to ``asyncio.gather``: awaiting it waits for the request's end and returns its response,
+or raises the exception of its last attempt.
+
+The request belongs to the client, not to whoever awaits the handle: if the awaiting task is
+cancelled, the request goes on and its result is still recorded. ``handle.cancel()`` is how a
+request is stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any, final
+
+import anyio
+import httpx
+
+from ._context import RequestContext
+from ._results import RequestResult
+
+
+@final
+class RequestHandle:
+    """
+    A submitted request: await it for its response.
+
+    Attributes:
+        request_id: the request's id, the key of its result.
+    """
+
+    __slots__ = ("_context", "_done", "_result", "_scope", "request_id")
+
+    def __init__(self, context: RequestContext, scope: anyio.CancelScope) -> None:
+        self.request_id = context.request_id
+        self._context = context
+        self._scope = scope
+        self._done = anyio.Event()
+        self._result: RequestResult | None = None
+
+    def __repr__(self) -> str:
+        state = "pending" if self._result is None else self._result.status.value
+        return f"<RequestHandle {self.request_id!r} {state}>"
+
+    @property
+    def context(self) -> RequestContext:
+        """The context of the latest attempt (of the last one once the request has ended)."""
+        return self._context
+
+    @property
+    def result(self) -> RequestResult | None:
+        """The request's result once it has ended, else ``None``."""
+        return self._result
+
+    def done(self) -> bool:
+        """Whether the request has ended (success, error or cancellation)."""
+        return self._result is not None
+
+    def cancel(self) -> None:
+        """
+        Cancel the request if it is still running; it then ends with status ``CANCELLED``.
+
+        Cancelling a request that has ended does nothing.
+        """
+        self._scope.cancel()
+
+    async def wait_result(self) -> RequestResult:
+        """Wait for the request's end and return its result, whatever the outcome; never raises."""
+        await self._done.wait()
+        assert self._result is not None
+        return self._result
+
+    async def wait(self) -> httpx.Response:
+        """
+        Wait for the request's end and return its response.
+
+        Raises:
+            Exception: the exception of the last attempt (an httpx exception, unchanged).
+            RequestCancelledError: the request was cancelled.
+        """
+        result = await self.wait_result()
+        if result.response is not None:
+            return result.response
+        assert result.error is not None
+        raise result.error
+
+    def __await__(self) -> Generator[Any, None, httpx.Response]:
+        return self.wait().__await__()
+
+    def _set_context(self, context: RequestContext) -> None:
+        self._context = context
+
+    def _finish(self, result: RequestResult) -> None:
+        self._result = result
+        self._context = result.context
+        self._done.set()

@@ -1,0 +1,101 @@
+"""
+What a request accepts, checked at the call before anything is scheduled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from typing import Any, Final, TypedDict
+
+import httpx
+
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FORBIDDEN: Final = ("\r", "\n", "\x00")
+_SCHEMES: Final = frozenset({"http", "https"})
+
+
+class RequestOptionsWithoutTimeout(TypedDict, total=False):
+    """The options of :class:`RequestOptions` but ``timeout`` (for helpers that own it)."""
+
+    content: str | bytes | Iterable[bytes] | AsyncIterable[bytes]
+    data: Mapping[str, Any]
+    files: Any
+    json: Any
+    params: httpx.QueryParams | Mapping[str, Any] | Sequence[tuple[str, Any]] | str
+    headers: httpx.Headers | Mapping[str, str] | Sequence[tuple[str, str]]
+    cookies: httpx.Cookies | dict[str, str]
+    auth: httpx.Auth | tuple[str, str] | None
+    follow_redirects: bool
+    extensions: Mapping[str, Any]
+
+
+class RequestOptions(RequestOptionsWithoutTimeout, total=False):
+    """
+    The httpx request arguments a request accepts, passed to ``httpx.AsyncClient.request``.
+
+    They mean what they mean in httpx; an option left out takes the client's default.
+    """
+
+    timeout: httpx.Timeout | float | None
+
+
+_OPTION_NAMES: Final = frozenset(RequestOptions.__annotations__)
+
+
+def _has_forbidden(text: str) -> bool:
+    return any(char in text for char in _FORBIDDEN)
+
+
+def check_method(method: object) -> str:
+    """Return the method in upper case, or raise ``ValueError``/``TypeError`` at the call."""
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a str, got {type(method).__name__}")
+    if not _TOKEN.fullmatch(method):
+        raise ValueError(f"method must be an HTTP token such as 'GET', got {method!r}")
+    return method.upper()
+
+
+def check_url(url: object, *, has_base_url: bool) -> None:
+    """
+    Reject URLs that cannot be sent: wrong type, CR/LF/NUL, a scheme other than http(s).
+
+    A relative URL is accepted only when the client has a ``base_url``.
+    """
+    if isinstance(url, httpx.URL):
+        scheme = url.scheme
+        text = str(url)
+    elif isinstance(url, str):
+        text = url
+        head, sep, _ = url.partition("://")
+        scheme = head.lower() if sep else ""
+    else:
+        raise TypeError(f"url must be a str or an httpx.URL, got {type(url).__name__}")
+    if _has_forbidden(text):
+        raise ValueError(f"url must not contain CR, LF or NUL characters, got {text!r}")
+    if scheme:
+        if scheme not in _SCHEMES:
+            raise ValueError(f"url scheme must be 'http' or 'https', got {scheme!r} in {text!r}")
+    elif not has_base_url:
+        raise ValueError(
+            "url must be absolute (http:// or https://) when the client has no base_url, "
+            f"got {text!r}"
+        )
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Reject unknown request options and header names or values with CR/LF/NUL."""
+    unknown = options.keys() - _OPTION_NAMES
+    if unknown:
+        raise TypeError(
+            f"unexpected request option(s) {sorted(unknown)}; accepted: {sorted(_OPTION_NAMES)}"
+        )
+    headers = options.get("headers")
+    if headers is None:
+        return
+    items = headers.items() if isinstance(headers, (Mapping, httpx.Headers)) else headers
+    for name, value in items:
+        if (isinstance(name, str) and _has_forbidden(name)) or (
+            isinstance(value, str) and _has_forbidden(value)
+        ):
+            raise ValueError(f"header {name!r} must not contain CR, LF or NUL characters")
