@@ -130,7 +130,9 @@ async def test_handle_awaited_twice_and_its_state(server: LocalServer) -> None:
     """A handle can be awaited more than once and reports its result when done."""
     with anyio.fail_after(10):
         async with AsyncResilientClient() as client:
-            handle = await client.get(server.url_for("/twice"), context=RequestContext(request_id="t"))
+            handle = await client.get(
+                server.url_for("/twice"), context=RequestContext(request_id="t")
+            )
             assert "t" == handle.request_id
             first = await handle
             second = await handle
@@ -215,7 +217,9 @@ async def test_duplicate_in_flight_id_is_rejected(server: LocalServer) -> None:
     """A second in-flight request with the same id is refused; once finished, the id is free."""
     with anyio.fail_after(10):
         async with AsyncResilientClient() as client:
-            slow = await client.get(server.url_for("/delay/0.3"), context=RequestContext(request_id="x"))
+            slow = await client.get(
+                server.url_for("/delay/0.3"), context=RequestContext(request_id="x")
+            )
             with pytest.raises(DuplicateRequestIdError, match="'x'"):
                 await client.get(server.url_for("/a"), context=RequestContext(request_id="x"))
             await slow
@@ -256,7 +260,11 @@ async def test_results_store_is_bounded_and_clearable(server: LocalServer) -> No
     with anyio.fail_after(10):
         async with AsyncResilientClient(max_results=3) as client:
             for i in range(5):
-                await (await client.get(server.url_for("/r"), context=RequestContext(request_id=f"r{i}")))
+                await (
+                    await client.get(
+                        server.url_for("/r"), context=RequestContext(request_id=f"r{i}")
+                    )
+                )
             assert ["r2", "r3", "r4"] == list(client.get_all_results())
             assert None is client.get_result("r0")
             assert 3 == client.results_count
@@ -325,7 +333,7 @@ async def test_close_with_cancel_cancels_requests(server: LocalServer) -> None:
 async def test_block_error_cancels_requests(server: LocalServer) -> None:
     """An exception in the client's block cancels its requests and propagates unchanged."""
     handles = []
-    with anyio.fail_after(10), pytest.raises(KeyError):
+    with anyio.fail_after(10), pytest.raises(KeyError):  # noqa: PT012 (the block is the subject)
         async with AsyncResilientClient() as client:
             handles.append(await client.get(server.url_for("/delay/30")))
             raise KeyError("boom")
@@ -356,7 +364,9 @@ async def test_no_task_left_after_close(server: LocalServer) -> None:
         assert set() == _client_tasks()
         async with AsyncResilientClient() as client:
             for i in range(5):
-                await client.get(server.url_for("/delay/0.05"), context=RequestContext(request_id=f"t{i}"))
+                await client.get(
+                    server.url_for("/delay/0.05"), context=RequestContext(request_id=f"t{i}")
+                )
             during = _client_tasks()
             assert {f"request t{i}" for i in range(5)} < during
         assert set() == _client_tasks()

@@ -28,7 +28,9 @@ async def test_two_hundred_concurrent_requests(server: LocalServer) -> None:
     with anyio.fail_after(30):
         async with AsyncResilientClient() as client:
             handles = [
-                await client.get(server.url_for(f"/n/{i}"), context=RequestContext(request_id=f"n{i}"))
+                await client.get(
+                    server.url_for(f"/n/{i}"), context=RequestContext(request_id=f"n{i}")
+                )
                 for i in range(200)
             ]
             results = await client.wait_for_all_requests()
@@ -95,7 +97,9 @@ async def test_each_request_sees_its_own_context(server: LocalServer) -> None:
     with anyio.fail_after(30):
         async with AsyncResilientClient(event_hooks={"request": [hook]}) as client:
             for i in range(20):
-                await client.get(server.url_for(f"/ctx/{i}"), context=RequestContext(request_id=f"c{i}"))
+                await client.get(
+                    server.url_for(f"/ctx/{i}"), context=RequestContext(request_id=f"c{i}")
+                )
             await client.wait_for_all_requests()
     assert {f"/ctx/{i}": f"c{i}" for i in range(20)} == seen
 
@@ -106,12 +110,16 @@ async def test_mixed_outcomes_are_all_recorded(server: LocalServer, refused_url:
     with anyio.fail_after(30):
         async with AsyncResilientClient() as client:
             for kind in (EventType.SUCCESS, EventType.ERROR, EventType.CANCELLED):
-                client.add_event_callback(kind, lambda e: finals.append((e.context.request_id, e.event_type)))
+                client.add_event_callback(
+                    kind, lambda e: finals.append((e.context.request_id, e.event_type))
+                )
             fast = RequestContext(max_retries=1, base_delay=0.001)
             for i in range(10):
                 await client.get(server.url_for("/ok"), context=fast.clone(request_id=f"ok{i}"))
                 await client.get(refused_url, context=fast.clone(request_id=f"bad{i}"))
-                slow = await client.get(server.url_for("/delay/30"), context=fast.clone(request_id=f"cx{i}"))
+                slow = await client.get(
+                    server.url_for("/delay/30"), context=fast.clone(request_id=f"cx{i}")
+                )
                 slow.cancel()
             results = await client.wait_for_all_requests()
     assert 30 == len(results)
