@@ -44,13 +44,13 @@ def backoff_ceiling(
     """
     if retry < 1:
         raise ValueError(f"retry must be >= 1, got {retry}")
-    if base_delay <= 0.0:
+    if base_delay <= 0.0 or max_delay <= 0.0:
         return 0.0
     exponent = retry - 1
-    # log-space check first: factor ** exponent may overflow a float for large retry numbers.
-    if backoff_factor > 1.0 and exponent * math.log(backoff_factor) > math.log(
-        max_delay / base_delay + 1.0
-    ):
+    # Compare in log space: factor ** exponent, and even max_delay / base_delay, may overflow.
+    if backoff_factor > 1.0 and exponent * math.log(backoff_factor) >= math.log(
+        max_delay
+    ) - math.log(base_delay):
         return max_delay
     return min(max_delay, base_delay * backoff_factor**exponent)
 

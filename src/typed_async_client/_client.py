@@ -7,55 +7,58 @@ Lifecycle (a client is used once)::
     UNOPENED --open()/__aenter__--> OPEN --close()/__aexit__--> CLOSING --> CLOSED
 
 ``open()`` enters the client's task group and starts the event dispatcher in it. ``close()``
-refuses new requests, waits for the requests in flight (or cancels them with ``cancel=True``),
-lets the dispatcher deliver the events already emitted, then exits the task group and closes the
-httpx client it created. ``open()`` and ``close()`` must run in the same task, as the two halves
-of ``async with`` do.
+refuses new requests, waits for the requests in flight (or cancels them with ``cancel=True``,
+or after ``grace`` seconds), lets the dispatcher deliver the events already emitted, ends the
+event streams, then exits the task group and closes the httpx client it created. ``open()`` and
+``close()`` must run in the same task, as the two halves of ``async with`` do.
+
+The request coroutines themselves live in ``_engine.py``; batches in ``_batch.py``.
 """
 
 from __future__ import annotations
 
 import enum
-import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
-from anyio.abc import TaskGroup
 
+from ._batch import Batch
 from ._constants import (
     DEFAULT_EVENT_QUEUE_SIZE,
     DEFAULT_LIMITS,
     DEFAULT_MAX_REDIRECTS,
     DEFAULT_MAX_RESULTS,
+    DEFAULT_SUBSCRIBER_BUFFER,
     DEFAULT_TIMEOUT,
-    LOGGER_NAME,
 )
-from ._context import RequestContext, _current, _new_request_id
-from ._events import AsyncEvent, EventBus, EventCallback, EventType
+from ._context import RequestContext, _new_request_id
+from ._engine import Engine
+from ._events import EventBus, EventCallback, EventStream, EventType, Overflow
 from ._exceptions import (
     ClientClosedError,
     ClientNotOpenError,
     ClientStateError,
     DuplicateRequestIdError,
-    RequestCancelledError,
 )
 from ._handle import RequestHandle
+from ._limits import RateLimiter
 from ._request import RequestOptions, check_method, check_options, check_url
-from ._results import RequestResult, RequestStatus, ResultStore
-from ._retry import is_retryable
+from ._results import RequestResult, ResultStore
 from ._stats import ClientStats
+from ._verbs import VerbMethods
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import AsyncIterator
 
+    from anyio.abc import TaskGroup
     from typing_extensions import Self, Unpack
-
-logger = logging.getLogger(LOGGER_NAME)
 
 
 class _State(enum.Enum):
@@ -65,14 +68,16 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-_FINAL_EVENT: Final[dict[RequestStatus, EventType]] = {
-    RequestStatus.SUCCESS: EventType.SUCCESS,
-    RequestStatus.ERROR: EventType.ERROR,
-    RequestStatus.CANCELLED: EventType.CANCELLED,
-}
+def _check_limit(name: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1 or None, got {value}")
 
 
-class AsyncResilientClient:
+class AsyncResilientClient(VerbMethods):
     """
     A resilient asynchronous HTTP client for asyncio and trio.
 
@@ -107,6 +112,9 @@ class AsyncResilientClient:
         max_results: results kept; the oldest finished are evicted first.
         default_context: template of the context of requests submitted without one (each gets
             a fresh ``request_id``).
+        max_concurrency: requests in flight at most, across the client and all its batches;
+            submitting waits for a free slot, so no surplus task ever exists.
+        max_per_second: attempts started per second at most, evenly spaced.
 
     Raises:
         ValueError: an argument is out of range (the message names it).
@@ -136,6 +144,8 @@ class AsyncResilientClient:
         event_queue_size: int = DEFAULT_EVENT_QUEUE_SIZE,
         max_results: int = DEFAULT_MAX_RESULTS,
         default_context: RequestContext | None = None,
+        max_concurrency: int | None = None,
+        max_per_second: float | None = None,
     ) -> None:
         if not isinstance(limits, httpx.Limits):
             raise TypeError(f"limits must be an httpx.Limits, got {type(limits).__name__}")
@@ -143,11 +153,11 @@ class AsyncResilientClient:
             raise TypeError(
                 f"default_context must be a RequestContext, got {type(default_context).__name__}"
             )
-        self._bus = EventBus(event_queue_size)
-        self._results = ResultStore(max_results)
-        self._default_context = default_context
-        self._limiter: anyio.CapacityLimiter | None = None
-        self._limiter_size: int | None = None
+        _check_limit("max_concurrency", max_concurrency)
+        bus = EventBus(event_queue_size)
+        results = ResultStore(max_results)
+        rate_limiter = None if max_per_second is None else RateLimiter(max_per_second)
+        attempt_limit: int | None = None
         if http_client is not None:
             httpx_options_given = (
                 timeout is not DEFAULT_TIMEOUT,
@@ -196,24 +206,21 @@ class AsyncResilientClient:
                 event_hooks={key: list(hooks) for key, hooks in (event_hooks or {}).items()},
             )
             self._owns_client = True
-            self._limiter_size = limits.max_connections
+            attempt_limit = limits.max_connections
+        self._engine = Engine(self._client, bus, results, attempt_limit, rate_limiter)
+        self._default_context = default_context
+        self._max_concurrency = max_concurrency
+        self._concurrency: anyio.CapacityLimiter | None = None
         self._has_base_url = bool(str(self._client.base_url))
         self._state = _State.UNOPENED
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
         self._owner_task: int | None = None
-        self._active: dict[str, RequestHandle] = {}
-        self._started = 0
-        self._succeeded = 0
-        self._failed = 0
-        self._cancelled = 0
-        self._attempts = 0
-        self._retries = 0
 
     def __repr__(self) -> str:
         return (
-            f"<AsyncResilientClient {self._state.value} in_flight={len(self._active)} "
-            f"results={len(self._results)}>"
+            f"<AsyncResilientClient {self._state.value} in_flight={len(self._engine.active)} "
+            f"results={len(self._engine.results)}>"
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -234,11 +241,11 @@ class AsyncResilientClient:
         try:
             if self._owns_client:
                 stack.push_async_callback(self._close_http_client)
-            self._limiter = (
-                None if self._limiter_size is None else anyio.CapacityLimiter(self._limiter_size)
-            )
+            self._engine.open()
+            if self._max_concurrency is not None:
+                self._concurrency = anyio.CapacityLimiter(self._max_concurrency)
             tg = await stack.enter_async_context(anyio.create_task_group())
-            await tg.start(self._bus.run)
+            await tg.start(self._engine.bus.run)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await stack.aclose()
@@ -266,19 +273,29 @@ class AsyncResilientClient:
         # A failing block (or a cancelled one) should not wait for requests it no longer wants.
         await self.close(cancel=exc_type is not None)
 
-    async def close(self, *, cancel: bool = False) -> None:
+    async def close(self, *, cancel: bool = False, grace: float | None = None) -> None:
         """
         Close the client: no new requests, wait for those in flight, deliver pending events.
 
         Args:
-            cancel: cancel the requests in flight instead of waiting for them; each ends with
-                status ``CANCELLED``.
+            cancel: cancel the requests in flight at once instead of waiting for them; each
+                ends with status ``CANCELLED``.
+            grace: wait at most this many seconds for the requests in flight, then cancel the
+                rest.
 
         Closing twice does nothing. If the task calling ``close()`` is cancelled while it
         waits, the remaining requests are cancelled too, and the client still ends closed.
+        Event streams end once their queued events are read.
+
+        Raises:
+            ClientStateError: called from a task other than the one that opened the client.
+            ValueError: ``grace`` is negative or NaN.
         """
+        if grace is not None and not (isinstance(grace, (int, float)) and grace >= 0):
+            raise ValueError(f"grace must be a number of seconds >= 0 or None, got {grace!r}")
         if self._state is _State.UNOPENED:
             self._state = _State.CLOSED
+            self._engine.bus.close()
             if self._owns_client:
                 await self._close_http_client()
             return
@@ -289,17 +306,21 @@ class AsyncResilientClient:
                 "close() must run in the task that opened the client (as 'async with' does)"
             )
         self._state = _State.CLOSING
+        engine = self._engine
         try:
             if cancel:
-                self._cancel_all()
-            await self._wait_idle()
+                engine.cancel_all()
+            with anyio.move_on_after(math.inf if grace is None else grace):
+                await engine.wait_idle()
+            engine.cancel_all()
+            await engine.wait_idle()
         except BaseException:
             # The closing task was cancelled (or worse) while waiting: stop the requests too.
-            self._cancel_all()
+            engine.cancel_all()
             raise
         finally:
             # Queued events are still delivered: the dispatcher ends once the stream is drained.
-            self._bus.close()
+            engine.bus.close()
             assert self._stack is not None
             try:
                 # Exits the task group (waiting for its tasks), then closes the httpx client.
@@ -311,15 +332,95 @@ class AsyncResilientClient:
         with anyio.CancelScope(shield=True):
             await self._client.aclose()
 
-    def _cancel_all(self) -> None:
-        for handle in tuple(self._active.values()):
-            handle.cancel()
-
-    async def _wait_idle(self) -> None:
-        while self._active:
-            await next(iter(self._active.values())).wait_result()
-
     # -- submitting --------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        context: RequestContext | None,
+        options: RequestOptions,
+        on_finish: Callable[[RequestHandle], None] | None = None,
+    ) -> tuple[str, RequestHandle]:
+        """Check the call and build the request's handle; nothing is scheduled yet."""
+        self._check_open()
+        method = check_method(method)
+        check_url(url, has_base_url=self._has_base_url)
+        if options:
+            check_options(options)
+        now = time.monotonic()
+        if context is None:
+            template = self._default_context
+            context = (
+                RequestContext(started_at=now)
+                if template is None
+                else template.clone(request_id=_new_request_id(), started_at=now)
+            )
+        elif isinstance(context, RequestContext):
+            context = context.clone(started_at=now)
+        else:
+            raise TypeError(f"context must be a RequestContext, got {type(context).__name__}")
+        if context.request_id in self._engine.active:
+            raise DuplicateRequestIdError(context.request_id)
+        deadline = timeout = math.inf
+        clock = anyio.current_time()
+        if context.total_timeout is not None:
+            timeout = context.total_timeout
+            deadline = clock + timeout
+        if context.inherit_deadline:
+            inherited = anyio.current_effective_deadline()
+            if inherited < deadline:
+                deadline = inherited
+                timeout = max(0.0, inherited - clock)
+        handle = RequestHandle(context, deadline=deadline, timeout=timeout, on_finish=on_finish)
+        return method, handle
+
+    def _check_open(self) -> None:
+        if self._state is not _State.OPEN:
+            if self._state is _State.UNOPENED:
+                raise ClientNotOpenError()
+            raise ClientClosedError()
+
+    async def _admit_and_start(
+        self,
+        task_group: TaskGroup,
+        handle: RequestHandle,
+        method: str,
+        url: httpx.URL | str,
+        options: RequestOptions,
+        limiters: Sequence[anyio.CapacityLimiter],
+    ) -> None:
+        """Wait for a slot of each limiter (in order), then start the request's task."""
+        engine = self._engine
+        acquired: list[anyio.CapacityLimiter] = []
+        if limiters:
+            engine.waiting += 1
+            started_waiting = anyio.current_time()
+            try:
+                for limiter in limiters:
+                    await limiter.acquire_on_behalf_of(handle)
+                    acquired.append(limiter)
+                # The client may have closed, or the id been taken, while we waited.
+                self._check_open()
+                if handle.request_id in engine.active:
+                    raise DuplicateRequestIdError(handle.request_id)
+            except BaseException:
+                for limiter in acquired:
+                    limiter.release_on_behalf_of(handle)
+                raise
+            finally:
+                engine.waiting -= 1
+            handle._wait_time = anyio.current_time() - started_waiting
+            release = handle._on_finish
+
+            def release_slots(done: RequestHandle) -> None:
+                for limiter in acquired:
+                    limiter.release_on_behalf_of(done)
+                if release is not None:
+                    release(done)
+
+            handle._on_finish = release_slots
+        engine.start(task_group, handle, method, url, options)
 
     async def request(
         self,
@@ -331,6 +432,8 @@ class AsyncResilientClient:
     ) -> RequestHandle:
         """
         Schedule a request in the client's task group and return its handle.
+
+        Waits only when ``max_concurrency`` requests are already in flight.
 
         Args:
             method: the HTTP method.
@@ -348,217 +451,41 @@ class AsyncResilientClient:
             ClientNotOpenError: the client is not open yet.
             ClientClosedError: the client is closing or closed.
         """
-        if self._state is not _State.OPEN:
-            if self._state is _State.UNOPENED:
-                raise ClientNotOpenError()
-            raise ClientClosedError()
-        method = check_method(method)
-        check_url(url, has_base_url=self._has_base_url)
-        if options:
-            check_options(options)
-        now = time.monotonic()
-        if context is None:
-            template = self._default_context
-            context = (
-                RequestContext(started_at=now)
-                if template is None
-                else template.clone(request_id=_new_request_id(), started_at=now)
-            )
-        elif isinstance(context, RequestContext):
-            context = context.clone(started_at=now)
-        else:
-            raise TypeError(f"context must be a RequestContext, got {type(context).__name__}")
-        request_id = context.request_id
-        if request_id in self._active:
-            raise DuplicateRequestIdError(request_id)
-        handle = RequestHandle(context, anyio.CancelScope())
-        self._active[request_id] = handle
-        self._started += 1
+        method, handle = self._prepare(method, url, context, options)
         assert self._tg is not None
-        self._tg.start_soon(self._run, handle, method, url, options, name=f"request {request_id}")
+        limiters = () if self._concurrency is None else (self._concurrency,)
+        await self._admit_and_start(self._tg, handle, method, url, options, limiters)
         return handle
 
-    async def get(
+    def batch(
         self,
-        url: httpx.URL | str,
         *,
-        context: RequestContext | None = None,
-        **options: Unpack[RequestOptions],
-    ) -> RequestHandle:
-        """Schedule a GET request; see :meth:`request`."""
-        return await self.request("GET", url, context=context, **options)
+        max_concurrency: int | None = None,
+        fail_fast: bool = False,
+        collect_results: bool = True,
+    ) -> Batch:
+        """
+        A group of requests scoped by ``async with``; see :class:`Batch`.
 
-    async def post(
-        self,
-        url: httpx.URL | str,
-        *,
-        context: RequestContext | None = None,
-        **options: Unpack[RequestOptions],
-    ) -> RequestHandle:
-        """Schedule a POST request; see :meth:`request`."""
-        return await self.request("POST", url, context=context, **options)
-
-    async def put(
-        self,
-        url: httpx.URL | str,
-        *,
-        context: RequestContext | None = None,
-        **options: Unpack[RequestOptions],
-    ) -> RequestHandle:
-        """Schedule a PUT request; see :meth:`request`."""
-        return await self.request("PUT", url, context=context, **options)
-
-    async def patch(
-        self,
-        url: httpx.URL | str,
-        *,
-        context: RequestContext | None = None,
-        **options: Unpack[RequestOptions],
-    ) -> RequestHandle:
-        """Schedule a PATCH request; see :meth:`request`."""
-        return await self.request("PATCH", url, context=context, **options)
-
-    async def delete(
-        self,
-        url: httpx.URL | str,
-        *,
-        context: RequestContext | None = None,
-        **options: Unpack[RequestOptions],
-    ) -> RequestHandle:
-        """Schedule a DELETE request; see :meth:`request`."""
-        return await self.request("DELETE", url, context=context, **options)
-
-    async def head(
-        self,
-        url: httpx.URL | str,
-        *,
-        context: RequestContext | None = None,
-        **options: Unpack[RequestOptions],
-    ) -> RequestHandle:
-        """Schedule a HEAD request; see :meth:`request`."""
-        return await self.request("HEAD", url, context=context, **options)
-
-    async def options(
-        self,
-        url: httpx.URL | str,
-        *,
-        context: RequestContext | None = None,
-        **options: Unpack[RequestOptions],
-    ) -> RequestHandle:
-        """Schedule an OPTIONS request; see :meth:`request`."""
-        return await self.request("OPTIONS", url, context=context, **options)
-
-    # -- running -----------------------------------------------------------------------------
-
-    async def _attempt(
-        self, method: str, url: httpx.URL | str, options: RequestOptions
-    ) -> httpx.Response:
-        self._attempts += 1
-        kwargs = cast("dict[str, Any]", options)
-        if self._limiter is None:
-            return await self._client.request(method, url, **kwargs)
-        async with self._limiter:
-            return await self._client.request(method, url, **kwargs)
-
-    async def _run(
-        self, handle: RequestHandle, method: str, url: httpx.URL | str, options: RequestOptions
-    ) -> None:
-        """The request's own task: attempts, backoff sleeps, events, and the final result."""
-        bus = self._bus
-        context = handle.context
-        _current.set(context)
-        start_time = time.time()
-        response: httpx.Response | None = None
-        error: BaseException | None = None
-        try:
-            with handle._scope:
-                if bus.wants(EventType.STARTED):
-                    bus.emit(AsyncEvent(EventType.STARTED, context, metadata=context.metadata))
-                while True:
-                    try:
-                        response = await self._attempt(method, url, options)
-                        break
-                    except Exception as exc:
-                        error = exc
-                        if not (context.can_retry and is_retryable(exc)):
-                            break
-                    delay = context.backoff_delay()
-                    following = context.next_attempt()
-                    self._retries += 1
-                    if bus.wants(EventType.RETRY):
-                        bus.emit(
-                            AsyncEvent(
-                                EventType.RETRY,
-                                following,
-                                data={"delay": delay, "attempt": following.attempt_number},
-                                error=error,
-                                metadata=following.metadata,
-                            )
-                        )
-                    if logger.isEnabledFor(logging.DEBUG):
-                        logger.debug(
-                            "request %r: %s on attempt %d, retrying in %.3fs",
-                            context.request_id,
-                            type(error).__name__,
-                            context.attempt_number,
-                            delay,
-                        )
-                    await anyio.sleep(delay)
-                    context = following
-                    handle._set_context(context)
-                    _current.set(context)
-        except BaseException as exc:
-            # Cancelled from outside the request (the client's task group or its host), or a
-            # BaseException such as KeyboardInterrupt: record the end, then let it propagate.
-            cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
-            status = RequestStatus.CANCELLED if cancelled else RequestStatus.ERROR
-            self._finish(handle, context, status, None, None if cancelled else exc, start_time)
-            raise
-        if response is not None:
-            self._finish(handle, context, RequestStatus.SUCCESS, response, None, start_time)
-        elif handle._scope.cancel_called:
-            self._finish(handle, context, RequestStatus.CANCELLED, None, None, start_time)
-        else:
-            self._finish(handle, context, RequestStatus.ERROR, None, error, start_time)
-
-    def _finish(
-        self,
-        handle: RequestHandle,
-        context: RequestContext,
-        status: RequestStatus,
-        response: httpx.Response | None,
-        error: BaseException | None,
-        start_time: float,
-    ) -> None:
-        if status is RequestStatus.SUCCESS:
-            self._succeeded += 1
-        elif status is RequestStatus.ERROR:
-            self._failed += 1
-        else:
-            self._cancelled += 1
-            error = RequestCancelledError(context.request_id, context.attempt_number)
-        result = RequestResult(
-            request_id=context.request_id,
-            status=status,
-            response=response,
-            error=error,
-            attempts=context.attempt_number,
-            total_time=time.monotonic() - context.started_at,
-            start_time=start_time,
-            end_time=time.time(),
-            context=context,
+        Args:
+            max_concurrency: the batch's requests in flight at most (the client's own limit
+                applies too).
+            fail_fast: the first request that ends with an error cancels the rest of the batch,
+                and leaving the block raises it in an ``ExceptionGroup``.
+            collect_results: keep every request's handle so that ``batch.results`` lists them;
+                turn it off for huge batches whose results you read elsewhere (events, the
+                client's bounded result store), so memory stays flat.
+        """
+        _check_limit("max_concurrency", max_concurrency)
+        for name, flag in (("fail_fast", fail_fast), ("collect_results", collect_results)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        return Batch(
+            self,
+            max_concurrency=max_concurrency,
+            fail_fast=fail_fast,
+            collect_results=collect_results,
         )
-        self._results.add(result)
-        del self._active[context.request_id]
-        event_type = _FINAL_EVENT[status]
-        if self._bus.wants(event_type):
-            data: dict[str, Any] = {"attempts": result.attempts, "total_time": result.total_time}
-            if response is not None:
-                data["status_code"] = response.status_code
-            self._bus.emit(
-                AsyncEvent(event_type, context, data=data, error=error, metadata=context.metadata)
-            )
-        handle._finish(result)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -570,7 +497,7 @@ class AsyncResilientClient:
         task. One that raises is logged and counted (``stats().callback_errors``); the others,
         the request and the client go on.
         """
-        self._bus.add_callback(event_type, callback)
+        self._engine.bus.add_callback(event_type, callback)
 
     def remove_event_callback(self, event_type: EventType, callback: EventCallback) -> None:
         """
@@ -579,22 +506,60 @@ class AsyncResilientClient:
         Raises:
             ValueError: the callback is not registered for that event type.
         """
-        self._bus.remove_callback(event_type, callback)
+        self._engine.bus.remove_callback(event_type, callback)
+
+    def events(
+        self,
+        *event_types: EventType,
+        buffer: int = DEFAULT_SUBSCRIBER_BUFFER,
+        overflow: Overflow = "drop_oldest",
+    ) -> AbstractAsyncContextManager[EventStream]:
+        """
+        Subscribe to events: ``async with client.events(EventType.RETRY) as stream:``.
+
+        Every subscriber gets every matching event (a broadcast), through a buffer of its own.
+        Leaving the block unsubscribes; the stream ends when the client closes.
+
+        Args:
+            *event_types: the types to receive; all of them when none is given.
+            buffer: events queued for this subscriber at most.
+            overflow: ``"drop_oldest"`` (the default) drops the oldest queued event when the
+                buffer is full and counts it in ``stream.dropped``: requests never wait.
+                ``"block"`` makes requests wait for room instead (backpressure); their final
+                event is never held back, and is dropped and counted if there is no room.
+
+        Raises:
+            ValueError: ``buffer < 1`` or an unknown ``overflow``.
+            TypeError: an argument of the wrong type.
+        """
+        types = frozenset(event_types)
+        EventBus.check_subscription(types, buffer, overflow)
+        return self._subscription(types, buffer, overflow)
+
+    @asynccontextmanager
+    async def _subscription(
+        self, event_types: frozenset[EventType], buffer: int, overflow: Overflow
+    ) -> AsyncIterator[EventStream]:
+        stream = self._engine.bus.subscribe(event_types, buffer, overflow)
+        try:
+            yield stream
+        finally:
+            self._engine.bus.unsubscribe(stream)
 
     # -- results -----------------------------------------------------------------------------
 
     def get_result(self, request_id: str) -> RequestResult | None:
         """The result of a finished request, or ``None`` if unknown, in flight or evicted."""
-        return self._results.get(request_id)
+        return self._engine.results.get(request_id)
 
     def get_all_results(self) -> dict[str, RequestResult]:
         """A copy of every result kept, by request id, oldest finished first."""
-        return self._results.snapshot()
+        return self._engine.results.snapshot()
 
     async def wait_for_all_requests(self) -> dict[str, RequestResult]:
         """Wait until no request is in flight, then return :meth:`get_all_results`."""
-        await self._wait_idle()
-        return self._results.snapshot()
+        await self._engine.wait_idle()
+        return self._engine.results.snapshot()
 
     def clear_old_results(self, max_age: float) -> int:
         """
@@ -610,7 +575,7 @@ class AsyncResilientClient:
             raise TypeError(f"max_age must be a number of seconds, got {type(max_age).__name__}")
         if not max_age >= 0:
             raise ValueError(f"max_age must be >= 0, got {max_age}")
-        return self._results.clear_older_than(max_age)
+        return self._engine.results.clear_older_than(max_age)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -622,17 +587,17 @@ class AsyncResilientClient:
     @property
     def active_tasks_count(self) -> int:
         """Requests in flight."""
-        return len(self._active)
+        return len(self._engine.active)
 
     @property
     def results_count(self) -> int:
         """Results kept."""
-        return len(self._results)
+        return len(self._engine.results)
 
     @property
     def event_queue_size(self) -> int:
         """Events waiting in the event stream for the dispatcher (not its capacity)."""
-        return self._bus.pending
+        return self._engine.bus.pending
 
     @property
     def is_closed(self) -> bool:
@@ -641,19 +606,4 @@ class AsyncResilientClient:
 
     def stats(self) -> ClientStats:
         """An immutable snapshot of the client's counters."""
-        bus = self._bus
-        return ClientStats(
-            in_flight=len(self._active),
-            started=self._started,
-            succeeded=self._succeeded,
-            failed=self._failed,
-            cancelled=self._cancelled,
-            attempts=self._attempts,
-            retries=self._retries,
-            events_emitted=bus.emitted,
-            events_dropped=bus.dropped,
-            events_pending=bus.pending,
-            callback_errors=bus.callback_errors,
-            results_kept=len(self._results),
-            results_evicted=self._results.evicted,
-        )
+        return self._engine.stats()

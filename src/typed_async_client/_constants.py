@@ -21,6 +21,8 @@ DEFAULT_MAX_DELAY: Final[float] = 30.0
 
 #: Capacity of the event stream between requests and the callback dispatcher.
 DEFAULT_EVENT_QUEUE_SIZE: Final[int] = 1_000
+#: Seconds that closing a client gives the callbacks to take the events already queued.
+DEFAULT_EVENT_DRAIN_TIMEOUT: Final[float] = 10.0
 #: Finished results kept by a client; the oldest finished are evicted first.
 DEFAULT_MAX_RESULTS: Final[int] = 10_000
 
@@ -36,3 +38,8 @@ DEFAULT_SIMPLE_TIMEOUT: Final[float] = 30.0
 
 #: Name of the library's logger.
 LOGGER_NAME: Final[str] = "typed_async_client"
+
+#: Finished requests whose total time feeds the latency percentiles of ``stats()``.
+LATENCY_WINDOW: Final[int] = 1_024
+#: Buffer of an event subscription (``client.events()``).
+DEFAULT_SUBSCRIBER_BUFFER: Final[int] = 1_000

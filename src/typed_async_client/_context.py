@@ -72,6 +72,10 @@ class RequestContext:
         metadata: free-form, read-only data carried to events and results.
         started_at: ``time.monotonic()`` when the request started; the client sets it when the
             request is submitted.
+        total_timeout: seconds the whole request may take, every attempt and backoff sleep
+            included; ``None`` for no limit of its own.
+        inherit_deadline: whether the request also ends at the effective deadline of the code
+            that submits it (``anyio.fail_after``, ``trio.move_on_after``...).
 
     Raises:
         ValueError: a count or a duration is negative, NaN or infinite, ``backoff_factor < 1``,
@@ -87,6 +91,8 @@ class RequestContext:
     request_id: str = field(default_factory=_new_request_id)
     metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
     started_at: float = field(default_factory=time.monotonic, compare=False)
+    total_timeout: float | None = None
+    inherit_deadline: bool = True
 
     def __post_init__(self) -> None:
         _check_count("max_retries", self.max_retries)
@@ -99,14 +105,23 @@ class RequestContext:
                 f"base_delay must be <= max_delay, got base_delay={self.base_delay} "
                 f"and max_delay={self.max_delay}"
             )
+        if self.total_timeout is not None:
+            _check_duration("total_timeout", self.total_timeout)
+            if self.total_timeout <= 0:
+                raise ValueError(f"total_timeout must be > 0 or None, got {self.total_timeout}")
+        if not isinstance(self.inherit_deadline, bool):
+            raise TypeError(
+                f"inherit_deadline must be a bool, got {type(self.inherit_deadline).__name__}"
+            )
         if not isinstance(self.request_id, str):
             raise TypeError(f"request_id must be a str, got {type(self.request_id).__name__}")
         if not self.request_id:
             raise ValueError("request_id must be a non-empty string")
         if not isinstance(self.metadata, Mapping):
             raise TypeError(f"metadata must be a mapping, got {type(self.metadata).__name__}")
-        if type(self.metadata) is not MappingProxyType:
-            # Copy, so that later changes to the caller's dict do not leak into the snapshot.
+        if self.metadata is not _EMPTY:
+            # Copy, so that later changes to the caller's mapping (even one seen through a
+            # proxy) do not leak into the snapshot.
             object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
 
     @property

@@ -7,8 +7,13 @@ and calls the callbacks registered for each event type, one at a time, in order.
 
 Overflow is a decision, not an accident: when the stream is full (callbacks slower than the
 requests), the new event is dropped and counted in ``dropped``. A request is never slowed down
-by its observers. An event is only built when some callback wants its type, so unobserved
-requests pay nothing for events.
+by its observers. An event is only built when some callback or subscriber wants its type, so
+unobserved requests pay nothing for events.
+
+Subscribers (``client.events()``) get every matching event through a bounded stream of their
+own: a broadcast, not a work queue. A subscriber that falls behind loses its *oldest* events
+(the newest are the most useful to a monitor), counted on its stream; one that opted in with
+``overflow="block"`` makes the requests wait for it instead.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import anyio
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._constants import LOGGER_NAME
+from ._constants import DEFAULT_EVENT_DRAIN_TIMEOUT, LOGGER_NAME
 from ._context import RequestContext
 
 logger = logging.getLogger(LOGGER_NAME)
@@ -79,6 +84,99 @@ class AsyncEvent:
 EventCallback = Callable[[AsyncEvent], Awaitable[object] | object]
 """A callback: a plain or an async callable taking the event; what it returns is ignored."""
 
+Overflow = Literal["drop_oldest", "block"]
+
+
+class EventStream:
+    """
+    The receiving end of one subscription: ``async for event in stream``.
+
+    Iteration ends when the client closes (after the events already queued) or when the
+    subscription's ``async with`` block is left.
+
+    Attributes:
+        event_types: the types this stream receives (every type when empty).
+        overflow: ``"drop_oldest"`` or ``"block"``.
+        dropped: events this subscriber lost because its buffer was full.
+    """
+
+    def __init__(
+        self,
+        event_types: frozenset[EventType],
+        buffer: int,
+        overflow: Overflow,
+        on_drop: Callable[[], None],
+    ) -> None:
+        self.event_types = event_types
+        self.overflow = overflow
+        self.dropped = 0
+        self._on_drop = on_drop
+        self._send, self._receive = anyio.create_memory_object_stream[AsyncEvent](buffer)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> AsyncEvent:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def receive(self) -> AsyncEvent:
+        """
+        Wait for the next event.
+
+        Raises:
+            anyio.EndOfStream: the client closed and every queued event was received.
+        """
+        return await self._receive.receive()
+
+    @property
+    def pending(self) -> int:
+        """Events queued for this subscriber."""
+        return self._send.statistics().current_buffer_used
+
+    def accepts(self, event_type: EventType) -> bool:
+        return not self.event_types or event_type in self.event_types
+
+    def offer(self, event: AsyncEvent) -> None:
+        """Queue without waiting, dropping the oldest queued event when full."""
+        try:
+            self._send.send_nowait(event)
+        except anyio.WouldBlock:
+            # The buffer is full (its size is >= 1): make room by dropping the oldest event.
+            self._receive.receive_nowait()
+            self._drop()
+            self._send.send_nowait(event)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._drop()
+
+    def offer_or_drop(self, event: AsyncEvent) -> None:
+        """Queue without waiting; drop (and count) this event if the buffer is full."""
+        try:
+            self._send.send_nowait(event)
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._drop()
+
+    async def put(self, event: AsyncEvent) -> None:
+        """Queue, waiting for room (``overflow="block"``)."""
+        try:
+            await self._send.send(event)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._drop()
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        self._on_drop()
+
+    def end(self) -> None:
+        """No more events: iteration ends once the queue is drained."""
+        self._send.close()
+
+    def close(self) -> None:
+        self._send.close()
+        self._receive.close()
+
 
 class EventBus:
     """
@@ -95,12 +193,18 @@ class EventBus:
             raise ValueError(f"event_queue_size must be >= 1, got {queue_size}")
         self.queue_size = queue_size
         self._callbacks: dict[EventType, list[EventCallback]] = {}
+        self._streams: list[EventStream] = []
+        self._blocking: tuple[EventStream, ...] = ()
+        self._wanted: frozenset[EventType] = frozenset()
+        self._closed = False
         self._send: MemoryObjectSendStream[AsyncEvent] | None = None
         self._receive: MemoryObjectReceiveStream[AsyncEvent] | None = None
         self.emitted = 0
         self.dropped = 0
         self.delivered = 0
         self.callback_errors = 0
+        self.subscriber_dropped = 0
+        self._drain_scope: anyio.CancelScope | None = None
 
     def add_callback(self, event_type: EventType, callback: EventCallback) -> None:
         if not isinstance(event_type, EventType):
@@ -108,6 +212,7 @@ class EventBus:
         if not callable(callback):
             raise TypeError(f"callback must be callable, got {type(callback).__name__}")
         self._callbacks.setdefault(event_type, []).append(callback)
+        self._refresh()
 
     def remove_callback(self, event_type: EventType, callback: EventCallback) -> None:
         callbacks = self._callbacks.get(event_type, [])
@@ -117,21 +222,94 @@ class EventBus:
             raise ValueError(f"{callback!r} is not registered for {event_type}") from None
         if not callbacks:
             del self._callbacks[event_type]
+        self._refresh()
+
+    @staticmethod
+    def check_subscription(event_types: frozenset[EventType], buffer: int, overflow: str) -> None:
+        """Reject bad subscription arguments with a clear error."""
+        for event_type in event_types:
+            if not isinstance(event_type, EventType):
+                raise TypeError(f"event types must be EventType members, got {event_type!r}")
+        if isinstance(buffer, bool) or not isinstance(buffer, int):
+            raise TypeError(f"buffer must be an int, got {type(buffer).__name__}")
+        if buffer < 1:
+            raise ValueError(f"buffer must be >= 1, got {buffer}")
+        if overflow not in ("drop_oldest", "block"):
+            raise ValueError(f"overflow must be 'drop_oldest' or 'block', got {overflow!r}")
+
+    def subscribe(
+        self, event_types: frozenset[EventType], buffer: int, overflow: Overflow
+    ) -> EventStream:
+        """Open a subscriber stream; it has already ended if the bus is closed."""
+        self.check_subscription(event_types, buffer, overflow)
+        stream = EventStream(event_types, buffer, overflow, self._count_subscriber_drop)
+        if self._closed:
+            stream.end()
+        else:
+            self._streams.append(stream)
+            self._refresh()
+        return stream
+
+    def _count_subscriber_drop(self) -> None:
+        self.subscriber_dropped += 1
+
+    def unsubscribe(self, stream: EventStream) -> None:
+        if stream in self._streams:
+            self._streams.remove(stream)
+            self._refresh()
+        stream.close()
+
+    def _refresh(self) -> None:
+        wanted = set(self._callbacks)
+        for stream in self._streams:
+            wanted.update(stream.event_types or EventType)
+        self._wanted = frozenset(wanted)
+        self._blocking = tuple(s for s in self._streams if s.overflow == "block")
 
     def wants(self, event_type: EventType) -> bool:
         """Whether an event of this type would reach anyone (if not, do not build it)."""
-        return event_type in self._callbacks
+        return event_type in self._wanted
+
+    @property
+    def blocking(self) -> bool:
+        """Whether some subscriber asked for backpressure (then use ``publish``)."""
+        return bool(self._blocking)
 
     @property
     def pending(self) -> int:
-        """Events queued and not yet dispatched."""
+        """Events queued for the callbacks and not yet dispatched."""
         if self._send is None:
             return 0
         return self._send.statistics().current_buffer_used
 
+    async def publish(self, event: AsyncEvent) -> None:
+        """Like ``emit``, but wait until every blocking subscriber has room for the event."""
+        self._fan_out(event, wait_for_blocking=True)
+        for stream in self._blocking:
+            if stream.accepts(event.event_type):
+                await stream.put(event)
+
     def emit(self, event: AsyncEvent) -> None:
-        """Queue an event without waiting; count it as dropped if the stream is full or closed."""
+        """
+        Queue an event without waiting.
+
+        Counted as dropped when the callback stream is full or closed; a lagging subscriber
+        loses its oldest event, a full blocking subscriber loses this one (counted on it).
+        """
+        self._fan_out(event, wait_for_blocking=False)
+
+    def _fan_out(self, event: AsyncEvent, *, wait_for_blocking: bool) -> None:
         self.emitted += 1
+        event_type = event.event_type
+        for stream in self._streams:
+            if not stream.accepts(event_type):
+                continue
+            if stream.overflow == "drop_oldest":
+                stream.offer(event)
+            elif not wait_for_blocking:
+                stream.offer_or_drop(event)
+        if event_type not in self._callbacks:
+            return
         if self._send is None:
             self.dropped += 1
             return
@@ -144,15 +322,29 @@ class EventBus:
         """Dispatch events to callbacks until ``close()`` is called and the stream is drained."""
         send, receive = anyio.create_memory_object_stream[AsyncEvent](self.queue_size)
         self._send, self._receive = send, receive
-        task_status.started()
-        with receive:
+        with receive, anyio.CancelScope() as self._drain_scope:
+            task_status.started()
             async for event in receive:
                 await self._dispatch(event)
+        if self._drain_scope.cancelled_caught:
+            # close()'s drain timeout passed (a callback hung): what was left is lost, counted.
+            self.dropped += receive.statistics().current_buffer_used
 
-    def close(self) -> None:
-        """Accept no more events; queued ones are still delivered."""
+    def close(self, drain_timeout: float = DEFAULT_EVENT_DRAIN_TIMEOUT) -> None:
+        """
+        Accept no more events; queued ones are still delivered, then subscriber streams end.
+
+        The callbacks get ``drain_timeout`` seconds to take what is queued: past it the
+        dispatcher is cancelled and the undelivered events are counted as dropped, so a hung
+        callback cannot hang the client's close.
+        """
+        self._closed = True
+        if self._drain_scope is not None:
+            self._drain_scope.deadline = anyio.current_time() + drain_timeout
         if self._send is not None:
             self._send.close()
+        for stream in self._streams:
+            stream.end()
 
     async def _dispatch(self, event: AsyncEvent) -> None:
         for callback in tuple(self._callbacks.get(event.event_type, ())):

@@ -10,7 +10,8 @@ are only for outcomes that belong to this library::
     │   ├── ClientNotOpenError
     │   └── ClientClosedError
     ├── DuplicateRequestIdError   (also a ValueError)
-    └── RequestCancelledError
+    ├── RequestCancelledError
+    └── DeadlineExceededError     (also a TimeoutError)
 """
 
 from __future__ import annotations
@@ -70,3 +71,30 @@ class RequestCancelledError(TypedAsyncClientError):
         self.request_id = request_id
         self.attempts = attempts
         super().__init__(f"request {request_id!r} was cancelled after {attempts} attempt(s)")
+
+
+class DeadlineExceededError(TypedAsyncClientError, TimeoutError):
+    """
+    Raised when a request's deadline (its ``total_timeout`` or its submitter's) ends it.
+
+    The deadline, not the retry count, ended the request: either it expired during an attempt
+    or a backoff sleep, or the next retry could not have started before it. ``last_error`` is
+    the error of the last failed attempt (``None`` if the first attempt was interrupted); it is
+    also the exception's ``__cause__``.
+    """
+
+    def __init__(
+        self, request_id: str, attempts: int, timeout: float, last_error: BaseException | None
+    ) -> None:
+        self.request_id = request_id
+        self.attempts = attempts
+        self.timeout = timeout
+        self.last_error = last_error
+        last = (
+            "" if last_error is None else f"; last error: {type(last_error).__name__}: {last_error}"
+        )
+        super().__init__(
+            f"request {request_id!r} ran out of time: its deadline ({timeout:.3f}s after "
+            f"submission) ended it after {attempts} attempt(s){last}"
+        )
+        self.__cause__ = last_error

@@ -12,7 +12,8 @@ request is stopped.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import math
+from collections.abc import Callable, Generator
 from typing import Any, final
 
 import anyio
@@ -31,12 +32,36 @@ class RequestHandle:
         request_id: the request's id, the key of its result.
     """
 
-    __slots__ = ("_context", "_done", "_result", "_scope", "request_id")
+    __slots__ = (
+        "_attempts",
+        "_cancel_requested",
+        "_context",
+        "_done",
+        "_on_finish",
+        "_result",
+        "_scope",
+        "_timeout",
+        "_wait_time",
+        "request_id",
+    )
 
-    def __init__(self, context: RequestContext, scope: anyio.CancelScope) -> None:
+    def __init__(
+        self,
+        context: RequestContext,
+        *,
+        deadline: float = math.inf,
+        timeout: float = math.inf,
+        on_finish: Callable[[RequestHandle], None] | None = None,
+    ) -> None:
         self.request_id = context.request_id
         self._context = context
-        self._scope = scope
+        # One scope per request: cancel() and the deadline both act through it.
+        self._scope = anyio.CancelScope(deadline=deadline)
+        self._timeout = timeout
+        self._cancel_requested = False
+        self._on_finish = on_finish
+        self._wait_time = 0.0
+        self._attempts = 0
         self._done = anyio.Event()
         self._result: RequestResult | None = None
 
@@ -48,6 +73,11 @@ class RequestHandle:
     def context(self) -> RequestContext:
         """The context of the latest attempt (of the last one once the request has ended)."""
         return self._context
+
+    @property
+    def deadline(self) -> float:
+        """The request's deadline on the event loop's clock (``inf`` when it has none)."""
+        return self._scope.deadline
 
     @property
     def result(self) -> RequestResult | None:
@@ -64,7 +94,9 @@ class RequestHandle:
 
         Cancelling a request that has ended does nothing.
         """
-        self._scope.cancel()
+        if self._result is None:
+            self._cancel_requested = True
+            self._scope.cancel()
 
     async def wait_result(self) -> RequestResult:
         """Wait for the request's end and return its result, whatever the outcome; never raises."""
@@ -96,3 +128,5 @@ class RequestHandle:
         self._result = result
         self._context = result.context
         self._done.set()
+        if self._on_finish is not None:
+            self._on_finish(self)

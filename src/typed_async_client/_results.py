@@ -38,11 +38,14 @@ class RequestResult:
         status: ``SUCCESS``, ``ERROR`` or ``CANCELLED``.
         response: the response, on success.
         error: the exception of the last attempt, on error or cancellation.
-        attempts: attempts made, the first included.
+        attempts: attempts started, the first included (``0`` for a request cancelled before
+            its first attempt).
         total_time: seconds from submission to the end, backoff sleeps included.
         start_time: ``time.time()`` at submission.
         end_time: ``time.time()`` at the end.
         context: the context of the last attempt.
+        wait_time: seconds spent waiting for the client's or the batch's concurrency limit and
+            for the rate limit, included in ``total_time``.
     """
 
     request_id: str
@@ -54,6 +57,7 @@ class RequestResult:
     start_time: float
     end_time: float
     context: RequestContext
+    wait_time: float = 0.0
 
     @property
     def is_success(self) -> bool:

@@ -91,7 +91,7 @@ class LocalServer:
         tg.start_soon(self._serve, listener)
         return self
 
-    async def _serve(self, listener: anyio.abc.SocketListener) -> None:
+    async def _serve(self, listener: anyio.abc.Listener[SocketStream]) -> None:
         async with listener:
             await listener.serve(self._serve_connection)
 

@@ -1,0 +1,64 @@
+"""
+Concurrent requests with ``asyncio.gather`` over request handles (README section 3).
+
+This example is asyncio-specific, as the seed is: handles are awaitables, so ``asyncio.gather``
+accepts them. ``/users`` and ``/posts`` go to a local server, ``/comments`` to a port that
+refuses connections, so one request is retried and then fails. Run it with
+``python examples/concurrent_requests.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from typed_async_client import RequestContext, create_async_resilient_client
+from typed_async_client.testing import LocalServer, refusing_url
+
+
+async def requetes_concurrentes(
+    urls_et_contextes: list[tuple[str, RequestContext]],
+) -> dict[str, tuple[str, int]]:
+    async with create_async_resilient_client() as client:
+        # Submit every request; each runs at once in the client's task group
+        tasks = []
+        for url, context in urls_et_contextes:
+            task = await client.get(url, context=context)
+            tasks.append(task)
+
+        # Wait for every response (or exception)
+        responses = await asyncio.gather(*tasks, return_exceptions=True)
+        for task, response in zip(tasks, responses, strict=True):
+            print(f"   {task.request_id}: {response!r}")
+
+        # Look at the results
+        results = await client.wait_for_all_requests()
+
+        for request_id, result in results.items():
+            status = "✅" if result.is_success else "❌"
+            print(f"{status} {request_id}: {result.status} ({result.attempts} tentatives)")
+
+    return {rid: (str(result.status), result.attempts) for rid, result in results.items()}
+
+
+async def main(base_url: str | None = None) -> dict[str, tuple[str, int]]:
+    """
+    Fetch ``/users``, ``/posts`` and ``/comments`` concurrently; ``/comments`` is refused.
+
+    Returns:
+        ``{request_id: (status, attempts)}``, such as ``{"comments": ("error", 2), ...}``.
+    """
+    if base_url is None:
+        async with LocalServer() as server:
+            return await main(server.url)
+    with refusing_url() as refused:
+        urls_et_contextes = [
+            (f"{base_url}/users", RequestContext(request_id="users", max_retries=2)),
+            (f"{base_url}/posts", RequestContext(request_id="posts", max_retries=3)),
+            # Refused: one retry after a backoff of at most base_delay (0.5 s), then ConnectError
+            (f"{refused}/comments", RequestContext(request_id="comments", max_retries=1)),
+        ]
+        return await requetes_concurrentes(urls_et_contextes)
+
+
+if __name__ == "__main__":
+    print(asyncio.run(main()))

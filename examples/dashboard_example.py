@@ -1,0 +1,132 @@
+"""
+A real-time dashboard polling the client's counters from a background task (README "Dashboard en
+Temps Réel").
+
+asyncio-specific, as the seed is (``asyncio.create_task``, ``asyncio.sleep``, ``asyncio.gather``).
+The seed's timings (a refresh every 5 s, 20 requests 0.5 s apart, delays up to 2 s) are
+parameters here, shortened by ``main()`` so that the demo ends in about a second, and the
+monitoring loop is bounded by ``max_refreshes``. Run it with
+``python examples/dashboard_example.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from typed_async_client import AsyncResilientClient, RequestContext, create_async_resilient_client
+from typed_async_client.testing import LocalServer
+
+
+class RealTimeDashboard:
+    def __init__(
+        self,
+        client: AsyncResilientClient,
+        refresh_interval: float = 5.0,
+        max_refreshes: int = 1_000,
+    ) -> None:
+        self.client = client
+        self.running = False
+        self.refresh_interval = refresh_interval
+        self.max_refreshes = max_refreshes
+        self.snapshots: list[dict[str, Any]] = []
+
+    async def start_monitoring(self) -> None:
+        """Run the monitoring loop until stop() or max_refreshes, whichever comes first."""
+        self.running = True
+        for _ in range(self.max_refreshes):
+            if not self.running:
+                break
+            await self.display_stats()
+            await asyncio.sleep(self.refresh_interval)  # refresh period
+        # One last view, after the final requests ended.
+        await self.display_stats()
+
+    async def display_stats(self) -> dict[str, Any]:
+        """Print the current statistics, and keep them (for tests and later analysis)."""
+        snapshot: dict[str, Any] = {
+            "active": self.client.active_tasks_count,
+            "results": self.client.results_count,
+            "queued_events": self.client.event_queue_size,
+            "closed": self.client.is_closed,
+        }
+        print(f"\n{'=' * 50}")
+        print(f"🚀 Dashboard - {datetime.now().strftime('%H:%M:%S')}")
+        print(f"{'=' * 50}")
+        print(f"Tâches actives: {snapshot['active']}")
+        print(f"Résultats en cache: {snapshot['results']}")
+        print(f"Queue d'événements: {snapshot['queued_events']}")
+        print(f"Client fermé: {snapshot['closed']}")
+
+        # Result statistics
+        results = self.client.get_all_results()
+        if results:
+            success_count = sum(1 for r in results.values() if r.is_success)
+            error_count = sum(1 for r in results.values() if r.is_error)
+            avg_attempts = sum(r.attempts for r in results.values()) / len(results)
+
+            print(f"Succès: {success_count}/{len(results)}")
+            print(f"Erreurs: {error_count}/{len(results)}")
+            print(f"Tentatives moyennes: {avg_attempts:.1f}")
+            snapshot["successes"] = success_count
+        self.snapshots.append(snapshot)
+        return snapshot
+
+    def stop(self) -> None:
+        """Stop the monitoring loop (at its next refresh)."""
+        self.running = False
+
+
+async def exemple_avec_dashboard(
+    base_url: str,
+    requests: int = 20,
+    spacing: float = 0.5,
+    delay_unit: float = 1.0,
+    refresh_interval: float = 5.0,
+) -> list[dict[str, Any]]:
+    async with create_async_resilient_client() as client:
+        dashboard = RealTimeDashboard(client, refresh_interval=refresh_interval)
+
+        # Start monitoring in the background; the task is kept and awaited below.
+        monitor_task = asyncio.create_task(dashboard.start_monitoring())
+
+        try:
+            # Submit the requests
+            tasks = []
+            for i in range(requests):
+                context = RequestContext(request_id=f"dashboard_req_{i}")
+                task = await client.get(
+                    f"{base_url}/delay/{(i % 3) * delay_unit}",  # varied delays
+                    context=context,
+                )
+                tasks.append(task)
+                await asyncio.sleep(spacing)  # space the requests out
+
+            # Wait for every request
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        finally:
+            dashboard.stop()
+            await monitor_task
+    return dashboard.snapshots
+
+
+async def main(base_url: str | None = None) -> list[dict[str, Any]]:
+    """
+    Run the dashboard over 6 requests with delays of 0, 0.1 and 0.2 s, refreshing every 0.1 s.
+
+    Returns:
+        The snapshots the dashboard displayed; the last one shows every request ended.
+    """
+    if base_url is None:
+        async with LocalServer() as server:
+            return await main(server.url)
+    return await exemple_avec_dashboard(
+        base_url, requests=6, spacing=0.05, delay_unit=0.1, refresh_interval=0.1
+    )
+
+
+if __name__ == "__main__":
+    snapshots = asyncio.run(main())
+    print(f"\n{len(snapshots)} rafraîchissements, dernier: {snapshots[-1]}")

@@ -1,0 +1,316 @@
+"""
+The engine behind a client: admission, the request coroutine, and the counters.
+
+A request's life, in its own task::
+
+    submit ──> [admission: client/batch concurrency limits, in the submitter's task]
+           ──> start_soon(run) in the owner's task group (the client's or a batch's)
+    run: STARTED ─> attempt ─┬─ response ──────────────────────────> SUCCESS
+                             ├─ retryable, retry left, time left ──> RETRY, sleep, attempt
+                             ├─ other error / no retry left ───────> ERROR (httpx error)
+                             ├─ deadline passed / retry can't fit ─> ERROR (DeadlineExceeded)
+                             └─ handle.cancel() / owner cancelled ─> CANCELLED
+
+Each attempt waits for the rate limit, then holds a slot of the attempt limiter, sized like the
+httpx pool: a cancelled attempt never leaves httpx's pool wedged (RELIABILITY.md, fact 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import anyio
+import httpx
+
+from ._constants import LATENCY_WINDOW, LOGGER_NAME
+from ._context import RequestContext, _current
+from ._events import AsyncEvent, EventBus, EventType
+from ._exceptions import DeadlineExceededError, RequestCancelledError
+from ._results import RequestResult, RequestStatus, ResultStore
+from ._retry import is_retryable
+from ._stats import ClientStats, percentile
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    # anyio's own dependency on Python 3.10.
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from ._handle import RequestHandle
+    from ._limits import RateLimiter
+    from ._request import RequestOptions
+
+logger = logging.getLogger(LOGGER_NAME)
+
+_FINAL_EVENT: Final[dict[RequestStatus, EventType]] = {
+    RequestStatus.SUCCESS: EventType.SUCCESS,
+    RequestStatus.ERROR: EventType.ERROR,
+    RequestStatus.CANCELLED: EventType.CANCELLED,
+}
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    """
+    Whether ``exc`` is the backend's cancellation, alone or grouped.
+
+    On trio, a cancellation that lands in ``open_tcp_stream`` (its happy-eyeballs nursery)
+    arrives as a ``BaseExceptionGroup`` of ``Cancelled``: that is a cancellation too.
+    """
+    if isinstance(exc, anyio.get_cancelled_exc_class()):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_cancellation(inner) for inner in exc.exceptions)
+    return False
+
+
+def _shrink_timeout(timeout: Any, remaining: float) -> httpx.Timeout:
+    """The httpx timeout of an attempt that must end within ``remaining`` seconds."""
+    base = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+    remaining = max(remaining, 0.001)
+
+    def cap(value: float | None) -> float:
+        return remaining if value is None else min(value, remaining)
+
+    return httpx.Timeout(
+        connect=cap(base.connect), read=cap(base.read), write=cap(base.write), pool=cap(base.pool)
+    )
+
+
+class Engine:
+    """Runs requests for one client and counts what happens to them."""
+
+    def __init__(
+        self,
+        http_client: httpx.AsyncClient,
+        bus: EventBus,
+        results: ResultStore,
+        attempt_limit: int | None,
+        rate_limiter: RateLimiter | None,
+    ) -> None:
+        self.http_client = http_client
+        self.bus = bus
+        self.results = results
+        self.attempt_limit = attempt_limit
+        self.rate_limiter = rate_limiter
+        self.attempt_limiter: anyio.CapacityLimiter | None = None
+        self.active: dict[str, RequestHandle] = {}
+        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.waiting = 0
+        self.started = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.cancelled = 0
+        self.attempts = 0
+        self.retries = 0
+        self.wait_time = 0.0
+
+    def open(self) -> None:
+        """Create what needs a running event loop."""
+        if self.attempt_limit is not None:
+            self.attempt_limiter = anyio.CapacityLimiter(self.attempt_limit)
+
+    def start(
+        self,
+        task_group: TaskGroup,
+        handle: RequestHandle,
+        method: str,
+        url: httpx.URL | str,
+        options: RequestOptions,
+    ) -> None:
+        """Register an admitted request and start its task in ``task_group``."""
+        self.active[handle.request_id] = handle
+        self.started += 1
+        task_group.start_soon(
+            self.run, handle, method, url, options, name=f"request {handle.request_id}"
+        )
+
+    async def _attempt(
+        self, handle: RequestHandle, method: str, url: httpx.URL | str, options: RequestOptions
+    ) -> httpx.Response:
+        if self.rate_limiter is not None:
+            self.waiting += 1
+            try:
+                handle._wait_time += await self.rate_limiter.wait()
+            finally:
+                self.waiting -= 1
+        kwargs = cast("dict[str, Any]", options)
+        deadline = handle._scope.deadline
+        if deadline != math.inf:
+            remaining = deadline - anyio.current_time()
+            kwargs = {
+                **kwargs,
+                "timeout": _shrink_timeout(
+                    kwargs.get("timeout", self.http_client.timeout), remaining
+                ),
+            }
+        self.attempts += 1
+        handle._attempts += 1
+        if self.attempt_limiter is None:
+            return await self.http_client.request(method, url, **kwargs)
+        async with self.attempt_limiter:
+            return await self.http_client.request(method, url, **kwargs)
+
+    async def run(
+        self, handle: RequestHandle, method: str, url: httpx.URL | str, options: RequestOptions
+    ) -> None:
+        """The request's own task: attempts, backoff sleeps, events, and the final result."""
+        bus = self.bus
+        scope = handle._scope
+        context = handle.context
+        _current.set(context)
+        start_time = time.time()
+        response: httpx.Response | None = None
+        error: BaseException | None = None
+        out_of_time = False
+        try:
+            with scope:
+                if bus.wants(EventType.STARTED):
+                    await self._emit(
+                        AsyncEvent(EventType.STARTED, context, metadata=context.metadata)
+                    )
+                while True:
+                    try:
+                        response = await self._attempt(handle, method, url, options)
+                        break
+                    except Exception as exc:
+                        error = exc
+                        if not (context.can_retry and is_retryable(exc)):
+                            break
+                    delay = context.backoff_delay()
+                    if anyio.current_time() + delay >= scope.deadline:
+                        # The retry could not even start before the deadline: end now.
+                        out_of_time = True
+                        break
+                    following = context.next_attempt()
+                    self.retries += 1
+                    if bus.wants(EventType.RETRY):
+                        await self._emit(
+                            AsyncEvent(
+                                EventType.RETRY,
+                                following,
+                                data={"delay": delay, "attempt": following.attempt_number},
+                                error=error,
+                                metadata=following.metadata,
+                            )
+                        )
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug(
+                            "request %r: %s on attempt %d, retrying in %.3fs",
+                            context.request_id,
+                            type(error).__name__,
+                            context.attempt_number,
+                            delay,
+                        )
+                    await anyio.sleep(delay)
+                    context = following
+                    handle._set_context(context)
+                    _current.set(context)
+        except BaseException as exc:
+            # Cancelled from outside the request (its owner's task group or the owner's host),
+            # or a BaseException such as KeyboardInterrupt: record the end, then propagate.
+            cancelled = _is_cancellation(exc)
+            status = RequestStatus.CANCELLED if cancelled else RequestStatus.ERROR
+            self.finish(handle, context, status, None, None if cancelled else exc, start_time)
+            raise
+        if response is not None:
+            self.finish(handle, context, RequestStatus.SUCCESS, response, None, start_time)
+        elif handle._cancel_requested and scope.cancelled_caught:
+            self.finish(handle, context, RequestStatus.CANCELLED, None, None, start_time)
+        elif out_of_time or scope.cancelled_caught:
+            timeout = handle._timeout
+            deadline_error = DeadlineExceededError(
+                context.request_id, handle._attempts, timeout, error
+            )
+            self.finish(handle, context, RequestStatus.ERROR, None, deadline_error, start_time)
+        else:
+            self.finish(handle, context, RequestStatus.ERROR, None, error, start_time)
+
+    async def _emit(self, event: AsyncEvent) -> None:
+        if self.bus.blocking:
+            await self.bus.publish(event)
+        else:
+            self.bus.emit(event)
+
+    def finish(
+        self,
+        handle: RequestHandle,
+        context: RequestContext,
+        status: RequestStatus,
+        response: httpx.Response | None,
+        error: BaseException | None,
+        start_time: float,
+    ) -> None:
+        """Record the request's result, emit its final event and wake its waiters."""
+        if status is RequestStatus.SUCCESS:
+            self.succeeded += 1
+        elif status is RequestStatus.ERROR:
+            self.failed += 1
+        else:
+            self.cancelled += 1
+            error = RequestCancelledError(context.request_id, handle._attempts)
+        total_time = time.monotonic() - context.started_at
+        result = RequestResult(
+            request_id=context.request_id,
+            status=status,
+            response=response,
+            error=error,
+            attempts=handle._attempts,
+            total_time=total_time,
+            start_time=start_time,
+            end_time=time.time(),
+            context=context,
+            wait_time=handle._wait_time,
+        )
+        self.results.add(result)
+        self.latencies.append(total_time)
+        self.wait_time += handle._wait_time
+        del self.active[context.request_id]
+        event_type = _FINAL_EVENT[status]
+        if self.bus.wants(event_type):
+            data: dict[str, Any] = {"attempts": result.attempts, "total_time": total_time}
+            if response is not None:
+                data["status_code"] = response.status_code
+            # The final event never waits, even for a blocking subscriber: finishing must not
+            # block (it also runs while the request is being cancelled).
+            self.bus.emit(
+                AsyncEvent(event_type, context, data=data, error=error, metadata=context.metadata)
+            )
+        handle._finish(result)
+
+    def cancel_all(self) -> None:
+        for handle in tuple(self.active.values()):
+            handle.cancel()
+
+    async def wait_idle(self) -> None:
+        while self.active:
+            await next(iter(self.active.values())).wait_result()
+
+    def stats(self) -> ClientStats:
+        bus = self.bus
+        latencies = sorted(self.latencies)
+        return ClientStats(
+            in_flight=len(self.active),
+            waiting=self.waiting,
+            started=self.started,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            cancelled=self.cancelled,
+            attempts=self.attempts,
+            retries=self.retries,
+            events_emitted=bus.emitted,
+            events_dropped=bus.dropped + bus.subscriber_dropped,
+            events_pending=bus.pending,
+            callback_errors=bus.callback_errors,
+            results_kept=len(self.results),
+            results_evicted=self.results.evicted,
+            wait_time=self.wait_time,
+            latency_p50=percentile(latencies, 50),
+            latency_p95=percentile(latencies, 95),
+            latency_p99=percentile(latencies, 99),
+        )

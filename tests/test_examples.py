@@ -1,0 +1,522 @@
+"""
+The examples run, and do what they say.
+
+Each example's ``main()`` is imported by path and run against a loopback server. Examples written
+with anyio only run on both backends. Those written with asyncio primitives, as the seed writes
+them (``asyncio.gather``, ``asyncio.create_task``, ``asyncio.Semaphore``), run on asyncio; for
+each of them a ``*_on_trio`` test replays the same scenario with anyio primitives (a task group
+instead of ``gather``), so the seed's scenarios are proven on trio too. ``trio_app`` is
+trio-native. Finally every example is run as a script, as a user would.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from typed_async_client import (
+    AsyncEvent,
+    AsyncResilientClient,
+    EventType,
+    RequestContext,
+    RequestHandle,
+    create_async_resilient_client,
+)
+from typed_async_client.testing import LocalServer
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES_DIR = ROOT / "examples"
+DOCS_DIR = ROOT / "docs"
+EXAMPLES = (
+    "advanced_client",
+    "basic_usage",
+    "concurrent_requests",
+    "custom_context",
+    "dashboard_example",
+    "error_handling",
+    "fastapi_integration",
+    "monitoring_example",
+    "trio_app",
+    "troubleshooting",
+)
+ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
+TRIO_ONLY = pytest.mark.parametrize("anyio_backend", ["trio"])
+TIMEOUT = 30
+
+
+def load_example(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` once, as module ``examples_<name>``."""
+    module_name = f"examples_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES_DIR / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running, as dataclasses look their module up in sys.modules.
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
+async def collect(handles: list[RequestHandle]) -> dict[str, httpx.Response | BaseException]:
+    """Await every handle in a task group, as ``gather(..., return_exceptions=True)`` does."""
+    outcomes: dict[str, httpx.Response | BaseException] = {}
+
+    async def wait(handle: RequestHandle) -> None:
+        try:
+            outcomes[handle.request_id] = await handle
+        except Exception as exc:
+            outcomes[handle.request_id] = exc
+
+    async with anyio.create_task_group() as tg:
+        for handle in handles:
+            tg.start_soon(wait, handle)
+    return outcomes
+
+
+# -- the set of examples ------------------------------------------------------------------------
+
+
+def test_examples_directory_holds_the_documented_examples() -> None:
+    """The examples directory holds exactly the examples this suite knows."""
+    assert sorted(EXAMPLES) == sorted(path.stem for path in EXAMPLES_DIR.glob("*.py"))
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_imports_only_public_names(name: str) -> None:
+    """An example imports typed_async_client's public modules only, and defines main()."""
+    tree = ast.parse((EXAMPLES_DIR / f"{name}.py").read_text(encoding="utf-8"))
+    imported = [
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    ]
+    ours = [module for module in imported if module.startswith("typed_async_client")]
+    assert ours
+    assert [] == [module for module in ours if "._" in module]
+    names = {node.name for node in tree.body if isinstance(node, ast.AsyncFunctionDef)}
+    assert "main" in names
+
+
+# -- anyio-neutral examples: both backends ------------------------------------------------------
+
+
+async def test_basic_usage() -> None:
+    """simple_async_request returns the decoded body; a refused URL ends in None."""
+    example = load_example("basic_usage")
+    with anyio.fail_after(TIMEOUT):
+        outcome = await example.main()
+    assert "GET" == outcome["data"]["method"]
+    assert "/data" == outcome["data"]["path"]
+    assert outcome["refused"] is None
+
+
+async def test_advanced_client() -> None:
+    """The seed's advanced request succeeds with its header; callbacks see the refused one."""
+    example = load_example("advanced_client")
+    with anyio.fail_after(TIMEOUT):
+        outcome = await example.main()
+    assert 200 == outcome["status_code"]
+    assert 1 == outcome["attempts"]
+    assert "Bearer YOUR_TOKEN" == outcome["authorization"]
+    assert {"priority": "high"} == outcome["metadata"]
+    assert [1, 2] == outcome["retry_attempts"]
+    assert ["refused"] == outcome["errors"]
+    assert 3 == outcome["refused_attempts"]
+
+
+async def test_custom_context() -> None:
+    """ApiRequestContext's headers reach the server, passed explicitly or added by a hook."""
+    example = load_example("custom_context")
+    with anyio.fail_after(TIMEOUT):
+        received = await example.main()
+    explicit = received["custom_api_call"]
+    assert ("v2", "high", "trace_12345") == (
+        explicit["x-api-version"],
+        explicit["x-priority"],
+        explicit["x-trace-id"],
+    )
+    hooked = received["hooked_call"]
+    assert ("v1", "low", "hooked_call", "1") == (
+        hooked["x-api-version"],
+        hooked["x-priority"],
+        hooked["x-trace-id"],
+        hooked["x-attempt"],
+    )
+
+
+async def test_custom_context_is_kept_by_the_client() -> None:
+    """The subclass survives the client's cloning: the result holds an ApiRequestContext."""
+    example = load_example("custom_context")
+    with anyio.fail_after(TIMEOUT):
+        async with LocalServer() as server, create_async_resilient_client() as client:
+            context = example.ApiRequestContext(request_id="typed", trace_id="t-1")
+            await (await client.get(server.url_for("/data"), context=context))
+            result = client.get_result("typed")
+    assert result is not None
+    assert isinstance(result.context, example.ApiRequestContext)
+    assert "t-1" == result.context.trace_id
+
+
+async def test_error_handling(server: LocalServer) -> None:
+    """Each failure surfaces with its documented type; 503 and read timeouts are not retried."""
+    example = load_example("error_handling")
+    with anyio.fail_after(TIMEOUT):
+        outcomes = await example.main(server.url)
+    assert "ClientNotOpenError" == outcomes["not_open"]
+    assert "ConnectError after 3 attempts" == outcomes["refused"]
+    assert "503" == outcomes["http_503"]
+    assert "HTTPStatusError" == outcomes["raise_for_status"]
+    assert "ReadTimeout after 1 attempts" == outcomes["read_timeout"]
+    assert "RequestCancelledError" == outcomes["cancelled"]
+    assert outcomes["bad_context"].startswith("ValueError: max_retries")
+    assert outcomes["bad_url"].startswith("ValueError: url scheme")
+    assert "DuplicateRequestIdError" == outcomes["duplicate_id"]
+    assert "ClientClosedError" == outcomes["closed"]
+    assert 1 == server.hits["/status/503"]
+    assert 1 == server.hits["/delay/1"]
+
+
+async def test_fastapi_integration() -> None:
+    """The seed's FastAPI app proxies the external API, maps its failure to 503, closes."""
+    example = load_example("fastapi_integration")
+    with anyio.fail_after(TIMEOUT):
+        outcome = await example.main()
+    status, body = outcome["ok"]
+    assert 200 == status
+    assert "/data/42" == body["path"]
+    assert (503, {"detail": "Service externe indisponible"}) == outcome["down"]
+    assert outcome["client_closed"] is True
+
+
+# -- asyncio-specific examples, and their scenarios on trio -------------------------------------
+
+
+@ASYNCIO_ONLY
+async def test_concurrent_requests() -> None:
+    """asyncio.gather over handles: users and posts succeed, the refused comments fail."""
+    example = load_example("concurrent_requests")
+    with anyio.fail_after(TIMEOUT):
+        results = await example.main()
+    assert {
+        "users": ("success", 1),
+        "posts": ("success", 1),
+        "comments": ("error", 2),
+    } == results
+
+
+@TRIO_ONLY
+async def test_concurrent_requests_on_trio(server: LocalServer, refused_url: str) -> None:
+    """The same three requests, awaited from a task group instead of asyncio.gather."""
+    urls_and_contexts = [
+        (server.url_for("/users"), RequestContext(request_id="users", max_retries=2)),
+        (server.url_for("/posts"), RequestContext(request_id="posts", max_retries=3)),
+        (f"{refused_url}/comments", RequestContext(request_id="comments", max_retries=1)),
+    ]
+    with anyio.fail_after(TIMEOUT):
+        async with create_async_resilient_client() as client:
+            handles = [await client.get(url, context=ctx) for url, ctx in urls_and_contexts]
+            outcomes = await collect(handles)
+            results = await client.wait_for_all_requests()
+    assert isinstance(outcomes["users"], httpx.Response)
+    assert isinstance(outcomes["comments"], httpx.ConnectError)
+    assert {
+        "users": ("success", 1),
+        "posts": ("success", 1),
+        "comments": ("error", 2),
+    } == {rid: (str(r.status), r.attempts) for rid, r in results.items()}
+
+
+@ASYNCIO_ONLY
+async def test_monitoring_example() -> None:
+    """Eight successes, two refused requests retried three times each, then two errors."""
+    example = load_example("monitoring_example")
+    with anyio.fail_after(TIMEOUT):
+        metrics = await example.main()
+    assert 16 == metrics["total_requests"]
+    assert 8 / 16 == metrics["success_rate"]
+    assert 6 / 16 == metrics["retry_rate"]
+    assert 2 / 16 == metrics["error_rate"]
+    assert metrics["avg_response_time"] >= 0
+
+
+@TRIO_ONLY
+async def test_monitoring_example_on_trio(server: LocalServer, refused_url: str) -> None:
+    """The MetricsCollector scenario, with a task group instead of asyncio.gather."""
+    example = load_example("monitoring_example")
+    metrics = example.MetricsCollector()
+    urls = [server.url_for("/get")] * 8 + [f"{refused_url}/get"] * 2
+    with anyio.fail_after(TIMEOUT):
+        async with create_async_resilient_client() as client:
+            client.add_event_callback(EventType.SUCCESS, metrics.on_success)
+            client.add_event_callback(EventType.RETRY, metrics.on_retry)
+            client.add_event_callback(EventType.ERROR, metrics.on_error)
+            handles = [
+                await client.get(
+                    url, context=RequestContext(request_id=f"req_{i}", base_delay=0.02)
+                )
+                for i, url in enumerate(urls)
+            ]
+            await collect(handles)
+            await client.wait_for_all_requests()
+    assert {"success": 8, "retry": 6, "error": 2} == dict(metrics.stats)
+    assert 16 == metrics.get_metrics()["total_requests"]
+
+
+@ASYNCIO_ONLY
+async def test_dashboard_example() -> None:
+    """The dashboard refreshes while requests run; its last view shows all six done."""
+    example = load_example("dashboard_example")
+    with anyio.fail_after(TIMEOUT):
+        snapshots = await example.main()
+    assert len(snapshots) >= 2
+    last = snapshots[-1]
+    assert (0, 6, 6, False) == (last["active"], last["results"], last["successes"], last["closed"])
+
+
+@TRIO_ONLY
+async def test_dashboard_example_on_trio(server: LocalServer) -> None:
+    """The dashboard scenario with the monitor in a task group instead of create_task."""
+    example = load_example("dashboard_example")
+
+    async def monitor(dashboard: Any, max_refreshes: int = 100) -> None:
+        dashboard.running = True
+        for _ in range(max_refreshes):
+            if not dashboard.running:
+                break
+            await dashboard.display_stats()
+            await anyio.sleep(dashboard.refresh_interval)
+        await dashboard.display_stats()
+
+    with anyio.fail_after(TIMEOUT):
+        async with create_async_resilient_client() as client:
+            dashboard = example.RealTimeDashboard(client, refresh_interval=0.05)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(monitor, dashboard)
+                try:
+                    handles = []
+                    for i in range(6):
+                        context = RequestContext(request_id=f"dashboard_req_{i}")
+                        url = server.url_for(f"/delay/{(i % 3) * 0.1}")
+                        handles.append(await client.get(url, context=context))
+                        await anyio.sleep(0.05)
+                    await collect(handles)
+                finally:
+                    dashboard.stop()
+    last = dashboard.snapshots[-1]
+    assert (0, 6, 6) == (last["active"], last["results"], last["successes"])
+
+
+@ASYNCIO_ONLY
+async def test_troubleshooting() -> None:
+    """Each troubleshooting section measures what it claims."""
+    example = load_example("troubleshooting")
+    with anyio.fail_after(TIMEOUT):
+        outcome = await example.main()
+    assert outcome["dropped_small_queue"] > 0
+    assert 0 == outcome["dropped_large_queue"]
+    assert {"kept": 3, "evicted": 2, "cleaned": 3} == outcome["results"]
+    assert 1 <= outcome["peak_in_flight"] <= 10
+    assert {"new_client_each_call": 5, "reused_client": 1} == outcome["connections"]
+    assert 200 == outcome["optimal_status"]
+
+
+@ASYNCIO_ONLY
+async def test_troubleshooting_with_an_external_server(server: LocalServer) -> None:
+    """Given a base_url, the sections that need no server access run against it."""
+    example = load_example("troubleshooting")
+    with anyio.fail_after(TIMEOUT):
+        outcome = await example.main(server.url)
+    assert "connections" not in outcome
+    assert 200 == outcome["optimal_status"]
+
+
+@TRIO_ONLY
+async def test_troubleshooting_on_trio(server: LocalServer) -> None:
+    """The troubleshooting scenarios with anyio primitives: drops, bounds, limiter, reuse."""
+    example = load_example("troubleshooting")
+
+    async def dropped(event_queue_size: int) -> int:
+        gate = anyio.Event()
+
+        async def stuck_callback(event: AsyncEvent) -> None:
+            await gate.wait()
+
+        async with AsyncResilientClient(event_queue_size=event_queue_size) as client:
+            client.add_event_callback(EventType.SUCCESS, stuck_callback)
+            try:
+                await collect([await client.get(server.url_for("/data")) for _ in range(30)])
+            finally:
+                gate.set()
+        return client.stats().events_dropped
+
+    with anyio.fail_after(TIMEOUT):
+        # 1. Event queue size
+        assert await dropped(10) > 0
+        assert 0 == await dropped(1000)
+
+        # 2. Bounded results, and a periodic cleanup written with anyio.
+        async with AsyncResilientClient(max_results=3) as client:
+            for i in range(5):
+                context = RequestContext(request_id=f"r{i}")
+                await (await client.get(server.url_for("/data"), context=context))
+            assert (3, 2) == (client.results_count, client.stats().results_evicted)
+            await anyio.sleep(0.05)
+            assert 3 == client.clear_old_results(max_age=0)
+
+        # 3. Bounded concurrency: a CapacityLimiter acquired before submitting.
+        limiter = anyio.CapacityLimiter(10)
+        peak = 0
+
+        async def limited_request(client: AsyncResilientClient, i: int) -> None:
+            nonlocal peak
+            async with limiter:
+                context = RequestContext(request_id=f"item_{i}")
+                handle = await client.get(server.url_for(f"/items/{i}"), context=context)
+                peak = max(peak, client.active_tasks_count)
+                await handle
+
+        async with create_async_resilient_client() as client, anyio.create_task_group() as tg:
+            for i in range(100):
+                tg.start_soon(limited_request, client, i)
+        assert 1 <= peak <= 10
+        assert 100 == sum(server.hits[f"/items/{i}"] for i in range(100))
+
+        # 4. Client reuse (ApiService is backend-neutral) and 5. the optimal configuration.
+        connections = await example.client_reuse(server)
+        assert {"new_client_each_call": 5, "reused_client": 1} == connections
+        async with example.optimal_client() as client:
+            response = await (await client.get(server.url_for("/data")))
+        assert "keep-alive" == response.json()["headers"]["connection"]
+
+
+# -- trio-native example ------------------------------------------------------------------------
+
+
+@TRIO_ONLY
+async def test_trio_app() -> None:
+    """A nursery of workers: one succeeds, one gives up at its deadline, one cannot connect."""
+    example = load_example("trio_app")
+    with anyio.fail_after(TIMEOUT):
+        outcomes = await example.main()
+    assert {
+        "users": "200 (X-Request-ID: users)",
+        "slow": "gave up after 0.2s (cancelled)",
+        "down": "ConnectError after 3 attempts",
+    } == outcomes
+
+
+# -- the examples as scripts --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_runs_as_a_script(name: str) -> None:
+    """``python examples/<name>.py`` runs to completion, with warnings as errors."""
+    completed = subprocess.run(
+        [sys.executable, "-W", "error", str(EXAMPLES_DIR / f"{name}.py")],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert 0 == completed.returncode, completed.stderr
+    assert completed.stdout
+
+
+# -- the code blocks of the docs ----------------------------------------------------------------
+
+DOCS_URL = "http://127.0.0.1:8000"
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+FILE_BLOCK = re.compile(r"^```(?:python|toml)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def doc_blocks(page: str, pattern: re.Pattern[str] = PYTHON_BLOCK) -> list[str]:
+    """The code blocks of ``docs/<page>`` that ``pattern`` matches (``python`` by default)."""
+    return pattern.findall((DOCS_DIR / page).read_text(encoding="utf-8"))
+
+
+def doc_block_params(*pages: str) -> list[Any]:
+    """One ``(page, index)`` parameter per Python block of the given pages."""
+    return [
+        pytest.param(page, index, id=f"{page}:{index}")
+        for page in pages
+        for index in range(len(doc_blocks(page)))
+    ]
+
+
+@pytest.fixture(scope="module")
+def docs_server() -> Iterator[str]:
+    """The test server, run as the docs tell readers to run it, on a free port."""
+    command = [sys.executable, "-m", "typed_async_client.testing", "--port", "0"]
+    with subprocess.Popen(
+        [*command, "--duration", "300"], stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        try:
+            line = process.stdout.readline()
+            assert line.startswith("serving on "), line
+            yield line.removeprefix("serving on ").strip()
+        finally:
+            process.terminate()
+            process.wait(timeout=TIMEOUT)
+
+
+def run_python(source: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-c", source],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize(("page", "index"), doc_block_params("usage.md", "api.md"))
+def test_docs_code_block_runs(
+    page: str, index: int, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Each Python block of the usage guide and the API reference runs as a program."""
+    source = doc_blocks(page)[index]
+    if DOCS_URL in source:
+        source = source.replace(DOCS_URL, request.getfixturevalue("docs_server"))
+    completed = run_python(source, tmp_path)
+    assert 0 == completed.returncode, completed.stderr
+
+
+def test_docs_testing_guide_suite_passes(tmp_path: Path) -> None:
+    """The files of docs/testing.md, written out as a project, pass under pytest."""
+    for block in doc_blocks("testing.md", FILE_BLOCK):
+        first_line = block.splitlines()[0]
+        assert first_line.startswith("# "), first_line
+        (tmp_path / first_line.removeprefix("# ").strip()).write_text(block, encoding="utf-8")
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT * 2,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert 0 == completed.returncode, completed.stdout + completed.stderr
+    assert " passed" in completed.stdout
