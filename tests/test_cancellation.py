@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import anyio
 import httpx
@@ -25,6 +24,7 @@ from anyio.abc import TaskStatus
 from typed_async_client import (
     AsyncEvent,
     AsyncResilientClient,
+    EventStream,
     EventType,
     RequestCancelledError,
     RequestContext,
@@ -35,10 +35,6 @@ from typed_async_client.testing import LocalServer
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
-
-if TYPE_CHECKING:
-    # Only for annotations: the stream type is not exported by the package (yet).
-    from typed_async_client._events import EventStream
 
 pytestmark = pytest.mark.anyio
 

@@ -23,14 +23,12 @@ import typed_async_client
 from typed_async_client import (
     AsyncEvent,
     AsyncResilientClient,
+    DeadlineExceededError,
     EventType,
     RequestContext,
     RequestStatus,
     TypedAsyncClientError,
 )
-
-# Not exported by the package (see test_deadline_error_is_exported).
-from typed_async_client._exceptions import DeadlineExceededError
 from typed_async_client.testing import LocalServer
 
 pytestmark = pytest.mark.anyio
@@ -95,13 +93,11 @@ async def test_total_timeout_ends_a_retry_loop(refused_url: str) -> None:
     assert client.stats().attempts == result.attempts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: DeadlineExceededError is not re-exported by typed_async_client/__init__.py",
-)
-def test_deadline_error_is_exported() -> None:
-    """DeadlineExceededError is importable from the package, like the other library errors."""
+def test_deadline_error_is_public() -> None:
+    """DeadlineExceededError is exported, and is both a library error and a TimeoutError."""
     assert "DeadlineExceededError" in typed_async_client.__all__
+    assert issubclass(DeadlineExceededError, TypedAsyncClientError)
+    assert issubclass(DeadlineExceededError, TimeoutError)
 
 
 async def test_no_retry_starts_when_even_the_first_backoff_cannot_fit(refused_url: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import pytest
@@ -18,15 +18,12 @@ from anyio.abc import TaskStatus
 from typed_async_client import (
     AsyncEvent,
     AsyncResilientClient,
+    EventStream,
     EventType,
     RequestContext,
     RequestStatus,
 )
 from typed_async_client.testing import LocalServer
-
-if TYPE_CHECKING:
-    # Only for annotations: the stream type is not exported by the package (yet).
-    from typed_async_client._events import EventStream
 
 pytestmark = pytest.mark.anyio
 
@@ -198,14 +195,6 @@ async def test_leaving_a_blocking_subscription_releases_waiting_requests(
     assert 1 == server.hits["/second"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: _events.py EventBus.unsubscribe() adds stream.dropped to the ended-streams total "
-        "before closing the stream; the request blocked in EventStream.put() then wakes with "
-        "BrokenResourceError and bumps stream.dropped, which stats() never sees"
-    ),
-)
 async def test_event_left_behind_by_a_blocking_subscriber_is_counted_in_stats(
     server: LocalServer,
 ) -> None:
@@ -222,14 +211,6 @@ async def test_event_left_behind_by_a_blocking_subscriber_is_counted_in_stats(
     assert 1 == stats.events_dropped
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: _events.py EventBus.emit() offers events only to drop_oldest streams and "
-        "Engine.finish() calls emit(), so a subscriber with overflow='block' never receives "
-        "SUCCESS/ERROR/CANCELLED (nor are they counted as dropped)"
-    ),
-)
 async def test_blocking_subscriber_receives_final_events(server: LocalServer) -> None:
     """A subscriber with overflow="block" and room in its buffer receives SUCCESS events."""
     with anyio.fail_after(15):
@@ -243,6 +224,26 @@ async def test_blocking_subscriber_receives_final_events(server: LocalServer) ->
         finally:
             await client.close(cancel=True)
     assert [(handle.request_id, EventType.SUCCESS)] == _ids_and_types(received)
+
+
+async def test_full_blocking_subscriber_drops_final_events_without_blocking(
+    server: LocalServer,
+) -> None:
+    """A final event never waits for a full blocking subscriber: it is dropped and counted."""
+    client = AsyncResilientClient()
+    subscription = client.events(EventType.STARTED, EventType.SUCCESS, buffer=1, overflow="block")
+    with anyio.fail_after(15):
+        async with client, subscription as stream:
+            handle = await client.get(server.url)
+            # STARTED fills the buffer; SUCCESS finds no room, yet the request completes.
+            assert 200 == (await handle).status_code
+            assert (1, 1) == (stream.pending, stream.dropped)
+            assert 1 == client.stats().events_dropped
+            received = await stream.receive()
+    assert (handle.request_id, EventType.STARTED) == (
+        received.context.request_id,
+        received.event_type,
+    )
 
 
 # -- end of streams, unsubscription ----------------------------------------------------------
@@ -378,13 +379,6 @@ async def test_bad_subscription_arguments_are_rejected(
             assert 0 == client.stats().events_emitted
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: _client.py events() is an @asynccontextmanager, so its arguments are only "
-        "checked when the block is entered, not at the call"
-    ),
-)
 async def test_bad_subscription_arguments_raise_at_the_call() -> None:
     """client.events(buffer=0) raises ValueError at the call, before any `async with`."""
     with anyio.fail_after(15):

@@ -12,15 +12,19 @@ import contextlib
 
 from ._backoff import Jitter as Jitter
 from ._backoff import backoff_delay as backoff_delay
+from ._batch import Batch as Batch
 from ._client import AsyncResilientClient as AsyncResilientClient
 from ._context import RequestContext as RequestContext
 from ._context import current_context as current_context
 from ._events import AsyncEvent as AsyncEvent
 from ._events import EventCallback as EventCallback
+from ._events import EventStream as EventStream
 from ._events import EventType as EventType
+from ._events import Overflow as Overflow
 from ._exceptions import ClientClosedError as ClientClosedError
 from ._exceptions import ClientNotOpenError as ClientNotOpenError
 from ._exceptions import ClientStateError as ClientStateError
+from ._exceptions import DeadlineExceededError as DeadlineExceededError
 from ._exceptions import DuplicateRequestIdError as DuplicateRequestIdError
 from ._exceptions import RequestCancelledError as RequestCancelledError
 from ._exceptions import TypedAsyncClientError as TypedAsyncClientError
@@ -38,14 +42,18 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncEvent",
     "AsyncResilientClient",
+    "Batch",
     "ClientClosedError",
     "ClientNotOpenError",
     "ClientStateError",
     "ClientStats",
+    "DeadlineExceededError",
     "DuplicateRequestIdError",
     "EventCallback",
+    "EventStream",
     "EventType",
     "Jitter",
+    "Overflow",
     "RequestCancelledError",
     "RequestContext",
     "RequestHandle",
