@@ -99,10 +99,9 @@ async def test_without_fail_fast_errors_stay_in_results(
 ) -> None:
     """Without fail_fast, failures are recorded and the other requests complete."""
     with anyio.fail_after(10):
-        async with AsyncResilientClient() as client:
-            async with client.batch() as batch:
-                await batch.get(refused_url, context=RequestContext(max_retries=0))
-                await batch.get(server.url_for("/ok"))
+        async with AsyncResilientClient() as client, client.batch() as batch:
+            await batch.get(refused_url, context=RequestContext(max_retries=0))
+            await batch.get(server.url_for("/ok"))
     assert [RequestStatus.ERROR, RequestStatus.SUCCESS] == [r.status for r in batch.results]
 
 

@@ -333,7 +333,7 @@ async def test_close_with_cancel_cancels_requests(server: LocalServer) -> None:
 async def test_block_error_cancels_requests(server: LocalServer) -> None:
     """An exception in the client's block cancels its requests and propagates unchanged."""
     handles = []
-    with anyio.fail_after(10), pytest.raises(KeyError):  # noqa: PT012 (the block is the subject)
+    with anyio.fail_after(10), pytest.raises(KeyError):
         async with AsyncResilientClient() as client:
             handles.append(await client.get(server.url_for("/delay/30")))
             raise KeyError("boom")

@@ -145,6 +145,7 @@ async def test_stats_snapshot_counts_and_percentiles(server: LocalServer, refuse
     assert (10, 8, 1, 1) == (stats.started, stats.succeeded, stats.failed, stats.cancelled)
     assert (2, 0) == (stats.retries, stats.in_flight)
     assert 8 + 3 + 1 == stats.attempts
-    assert stats.latency_p50 is not None and stats.latency_p99 is not None
+    assert stats.latency_p50 is not None
+    assert stats.latency_p99 is not None
     assert stats.latency_p95 is not None
     assert 0 <= stats.latency_p50 <= stats.latency_p95 <= stats.latency_p99
