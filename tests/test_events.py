@@ -50,13 +50,17 @@ async def _wait_until(predicate: Callable[[], bool]) -> None:
 
 
 def test_event_type_members() -> None:
-    """EventType has exactly STARTED, RETRY, SUCCESS, ERROR and CANCELLED, as strings."""
+    """EventType has the request events and the budget and circuit events, as strings."""
     assert {
         "STARTED": "started",
         "RETRY": "retry",
         "SUCCESS": "success",
         "ERROR": "error",
         "CANCELLED": "cancelled",
+        "BUDGET_EXHAUSTED": "budget_exhausted",
+        "CIRCUIT_OPENED": "circuit_opened",
+        "CIRCUIT_HALF_OPEN": "circuit_half_open",
+        "CIRCUIT_CLOSED": "circuit_closed",
     } == {member.name: member.value for member in EventType}
     assert "retry" == str(EventType.RETRY)
     assert EventType("success") is EventType.SUCCESS

@@ -5,14 +5,15 @@ Each example's ``main()`` is imported by path and run against a loopback server.
 with anyio only run on both backends. Those written with asyncio primitives, as the seed writes
 them (``asyncio.gather``, ``asyncio.create_task``, ``asyncio.Semaphore``), run on asyncio; for
 each of them a ``*_on_trio`` test replays the same scenario with anyio primitives (a task group
-instead of ``gather``), so the seed's scenarios are proven on trio too. ``trio_app`` is
-trio-native. Finally every example is run as a script, as a user would.
+instead of ``gather``), so the seed's scenarios are proven on trio too. ``trio_app`` and
+``trio_usage`` are trio-native. Finally every example is run as a script, as a user would.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.util
+import math
 import re
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from typed_async_client import (
     EventType,
     RequestContext,
     RequestHandle,
+    RequestStatus,
     create_async_resilient_client,
 )
 from typed_async_client.testing import LocalServer
@@ -43,13 +45,16 @@ DOCS_DIR = ROOT / "docs"
 EXAMPLES = (
     "advanced_client",
     "basic_usage",
+    "batch_usage",
     "concurrent_requests",
     "custom_context",
     "dashboard_example",
     "error_handling",
+    "event_stream",
     "fastapi_integration",
     "monitoring_example",
     "trio_app",
+    "trio_usage",
     "troubleshooting",
 )
 ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
@@ -205,6 +210,61 @@ async def test_fastapi_integration() -> None:
     assert "/data/42" == body["path"]
     assert (503, {"detail": "Service externe indisponible"}) == outcome["down"]
     assert outcome["client_closed"] is True
+
+
+async def test_batch_usage(server: LocalServer) -> None:
+    """Batches: ordered results under a bound, fail_fast and body errors caught, huge batches."""
+    example = load_example("batch_usage")
+    with anyio.fail_after(TIMEOUT):
+        outcome = await example.main(server.url)
+
+    in_order = outcome["in_order"]
+    assert (300, True, True) == (
+        in_order["count"],
+        in_order["all_succeeded"],
+        in_order["in_submission_order"],
+    )
+    assert 1 <= in_order["peak_in_flight"] <= 20
+    assert [1] * 300 == [server.hits[f"/items/{i}"] for i in range(300)]
+
+    fail_fast = outcome["fail_fast"]
+    assert ["ConnectError"] == fail_fast["caught"]
+    assert (RequestStatus.ERROR, 2) == (fail_fast["down_status"], fail_fast["down_attempts"])
+    assert fail_fast["others_cancelled"] is True
+    # The body was cancelled while it waited for a slot: most of the batch was never submitted.
+    assert 3 <= fail_fast["submitted"] < fail_fast["planned"]
+
+    assert {
+        "reason": "the body changed its mind",
+        "statuses": ["cancelled"],
+        "outside_status": 200,
+    } == outcome["block_error"]
+
+    assert {
+        "submitted": 1000,
+        "listed": 0,
+        "succeeded": 1000,
+        "failed": 0,
+        "results_kept": 100,
+    } == outcome["huge"]
+    assert 1000 == sum(server.hits[f"/bulk/{i}"] for i in range(10))
+
+
+async def test_event_stream() -> None:
+    """Two subscribers and a callback: every event, the RETRY-only stream's drops, the end."""
+    example = load_example("event_stream")
+    with anyio.fail_after(TIMEOUT):
+        outcome = await example.main()
+    assert {"started": 7, "retry": 9, "success": 4, "error": 3} == outcome["counts"]
+    refused = ["started", "retry", "retry", "retry", "error"]
+    assert {
+        **{f"ok-{i}": ["started", "success"] for i in range(4)},
+        **{f"down-{i}": refused for i in range(3)},
+    } == outcome["by_request"]
+    # The late RETRY-only reader kept the two newest of nine retries, and counted the rest.
+    assert (2, 7) == (outcome["retry_received"], outcome["retry_dropped"])
+    assert ["down-0", "down-1", "down-2"] == outcome["callback_errors"]
+    assert (23, 7) == (outcome["events_emitted"], outcome["events_dropped"])
 
 
 # -- asyncio-specific examples, and their scenarios on trio -------------------------------------
@@ -424,6 +484,40 @@ async def test_trio_app() -> None:
     } == outcomes
 
 
+@TRIO_ONLY
+async def test_trio_usage() -> None:
+    """Nursery under client-wide limits, trio deadlines inherited or owned, cancel, stats."""
+    example = load_example("trio_usage")
+    with anyio.fail_after(TIMEOUT):
+        outcome = await example.main()
+    workers = outcome["workers"]
+    assert ([200], 12) == (workers["statuses"], workers["count"])
+    assert 1 <= workers["peak"] <= 4
+    assert {
+        "inherited": True,
+        "is_timeout_error": True,
+        "last_error": "ConnectError",
+        "retried": True,
+        "opted_out_deadline": math.inf,
+        "opted_out_status": 200,
+    } == outcome["inherited"]
+    assert {"status": "error", "timeout": 0.2, "attempts": 1, "last_error": None} == outcome["own"]
+    assert {
+        "doomed_status": "cancelled",
+        "raised": "RequestCancelledError",
+        "patient_status": 200,
+    } == outcome["cancel"]
+    assert {
+        "in_flight": 0,
+        "waiting": 0,
+        "started": 17,
+        "succeeded": 14,
+        "failed": 2,
+        "cancelled": 1,
+        "waited": True,
+    } == outcome["stats"]
+
+
 # -- the examples as scripts --------------------------------------------------------------------
 
 
@@ -492,11 +586,13 @@ def run_python(source: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize(("page", "index"), doc_block_params("usage.md", "api.md"))
+@pytest.mark.parametrize(
+    ("page", "index"), doc_block_params("usage.md", "api.md", "concurrency.md")
+)
 def test_docs_code_block_runs(
     page: str, index: int, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """Each Python block of the usage guide and the API reference runs as a program."""
+    """Each Python block of the usage guide, the API reference and the concurrency model runs."""
     source = doc_blocks(page)[index]
     if DOCS_URL in source:
         source = source.replace(DOCS_URL, request.getfixturevalue("docs_server"))

@@ -144,7 +144,7 @@ async def test_stats_snapshot_counts_and_percentiles(server: LocalServer, refuse
         stats.started = 0  # type: ignore[misc]
     assert (10, 8, 1, 1) == (stats.started, stats.succeeded, stats.failed, stats.cancelled)
     assert (2, 0) == (stats.retries, stats.in_flight)
-    assert 8 + 3 + 1 == stats.attempts
+    assert 8 + 3 + 0 == stats.attempts  # the cancelled request never started an attempt
     assert stats.latency_p50 is not None
     assert stats.latency_p99 is not None
     assert stats.latency_p95 is not None

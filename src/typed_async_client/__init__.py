@@ -13,6 +13,9 @@ import contextlib
 from ._backoff import Jitter as Jitter
 from ._backoff import backoff_delay as backoff_delay
 from ._batch import Batch as Batch
+from ._breaker import CircuitBreaker as CircuitBreaker
+from ._breaker import CircuitState as CircuitState
+from ._budget import RetryBudget as RetryBudget
 from ._client import AsyncResilientClient as AsyncResilientClient
 from ._context import RequestContext as RequestContext
 from ._context import current_context as current_context
@@ -21,20 +24,29 @@ from ._events import EventCallback as EventCallback
 from ._events import EventStream as EventStream
 from ._events import EventType as EventType
 from ._events import Overflow as Overflow
+from ._exceptions import CircuitOpenError as CircuitOpenError
 from ._exceptions import ClientClosedError as ClientClosedError
 from ._exceptions import ClientNotOpenError as ClientNotOpenError
 from ._exceptions import ClientStateError as ClientStateError
 from ._exceptions import DeadlineExceededError as DeadlineExceededError
 from ._exceptions import DuplicateRequestIdError as DuplicateRequestIdError
 from ._exceptions import RequestCancelledError as RequestCancelledError
+from ._exceptions import RetryAfterTooLongError as RetryAfterTooLongError
+from ._exceptions import TransportRetriesWarning as TransportRetriesWarning
 from ._exceptions import TypedAsyncClientError as TypedAsyncClientError
 from ._handle import RequestHandle as RequestHandle
 from ._oneshot import create_async_resilient_client as create_async_resilient_client
 from ._oneshot import simple_async_request as simple_async_request
 from ._request import RequestOptions as RequestOptions
+from ._results import AttemptRecord as AttemptRecord
 from ._results import RequestResult as RequestResult
 from ._results import RequestStatus as RequestStatus
+from ._retry import Backoff as Backoff
+from ._retry import RetryDecisionInput as RetryDecisionInput
+from ._retry import RetryPolicy as RetryPolicy
+from ._retry import RetryPredicate as RetryPredicate
 from ._retry import is_retryable as is_retryable
+from ._retry_after import parse_retry_after as parse_retry_after
 from ._stats import ClientStats as ClientStats
 
 __version__ = "0.1.0"
@@ -42,7 +54,12 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncEvent",
     "AsyncResilientClient",
+    "AttemptRecord",
+    "Backoff",
     "Batch",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
     "ClientClosedError",
     "ClientNotOpenError",
     "ClientStateError",
@@ -60,11 +77,18 @@ __all__ = [
     "RequestOptions",
     "RequestResult",
     "RequestStatus",
+    "RetryAfterTooLongError",
+    "RetryBudget",
+    "RetryDecisionInput",
+    "RetryPolicy",
+    "RetryPredicate",
+    "TransportRetriesWarning",
     "TypedAsyncClientError",
     "backoff_delay",
     "create_async_resilient_client",
     "current_context",
     "is_retryable",
+    "parse_retry_after",
     "simple_async_request",
 ]
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ._handle import RequestHandle
     from ._request import RequestOptions
     from ._results import RequestResult
+    from ._retry import RetryPolicy
 
 
 class Batch(VerbMethods):
@@ -122,6 +123,7 @@ class Batch(VerbMethods):
         url: httpx.URL | str,
         *,
         context: RequestContext | None = None,
+        retry_policy: RetryPolicy | None = None,
         **options: Unpack[RequestOptions],
     ) -> RequestHandle:
         """
@@ -136,7 +138,8 @@ class Batch(VerbMethods):
         method, handle = client._prepare(method, url, context, options, on_finish=self._on_finish)
         limiters = [limiter for limiter in (self._limiter, client._concurrency) if limiter]
         assert self._tg is not None
-        await client._admit_and_start(self._tg, handle, method, url, options, limiters)
+        policy = client._policy_for(retry_policy)
+        await client._admit_and_start(self._tg, handle, method, url, options, policy, limiters)
         self._submitted += 1
         if self._collect:
             self._handles.append(handle)

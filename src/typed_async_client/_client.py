@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
@@ -29,6 +30,8 @@ import anyio
 import httpx
 
 from ._batch import Batch
+from ._breaker import CircuitBreaker
+from ._budget import RetryBudget
 from ._constants import (
     DEFAULT_EVENT_QUEUE_SIZE,
     DEFAULT_LIMITS,
@@ -45,11 +48,13 @@ from ._exceptions import (
     ClientNotOpenError,
     ClientStateError,
     DuplicateRequestIdError,
+    TransportRetriesWarning,
 )
 from ._handle import RequestHandle
 from ._limits import RateLimiter
 from ._request import RequestOptions, check_method, check_options, check_url
 from ._results import RequestResult, ResultStore
+from ._retry import DEFAULT_POLICY, RetryPolicy
 from ._stats import ClientStats
 from ._verbs import VerbMethods
 
@@ -66,6 +71,19 @@ class _State(enum.Enum):
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
+
+
+def _warn_if_transport_retries(transport: httpx.AsyncBaseTransport | None) -> None:
+    """Warn when the wrapped transport retries too: attempts would multiply."""
+    pool = getattr(transport, "_pool", None)  # httpx.AsyncHTTPTransport(retries=N) keeps N there
+    retries = getattr(pool, "_retries", 0)
+    if isinstance(retries, int) and retries > 0:
+        warnings.warn(
+            f"the transport retries failed connections itself (retries={retries}); with the "
+            "client's own retries, attempts multiply. Use one or the other.",
+            TransportRetriesWarning,
+            stacklevel=3,
+        )
 
 
 def _check_limit(name: str, value: object) -> None:
@@ -115,6 +133,10 @@ class AsyncResilientClient(VerbMethods):
         max_concurrency: requests in flight at most, across the client and all its batches;
             submitting waits for a free slot, so no surplus task ever exists.
         max_per_second: attempts started per second at most, evenly spaced.
+        retry_policy: what is retried (default: connection errors only); a request can pass
+            its own.
+        retry_budget: a client-wide cap on retries as a fraction of requests.
+        circuit_breaker: per-origin circuits that fail fast while an origin keeps failing.
 
     Raises:
         ValueError: an argument is out of range (the message names it).
@@ -146,6 +168,9 @@ class AsyncResilientClient(VerbMethods):
         default_context: RequestContext | None = None,
         max_concurrency: int | None = None,
         max_per_second: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+        retry_budget: RetryBudget | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
     ) -> None:
         if not isinstance(limits, httpx.Limits):
             raise TypeError(f"limits must be an httpx.Limits, got {type(limits).__name__}")
@@ -154,6 +179,14 @@ class AsyncResilientClient(VerbMethods):
                 f"default_context must be a RequestContext, got {type(default_context).__name__}"
             )
         _check_limit("max_concurrency", max_concurrency)
+        for name, value, kind in (
+            ("retry_policy", retry_policy, RetryPolicy),
+            ("retry_budget", retry_budget, RetryBudget),
+            ("circuit_breaker", circuit_breaker, CircuitBreaker),
+        ):
+            if value is not None and not isinstance(value, kind):
+                raise TypeError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
+        self._policy = DEFAULT_POLICY if retry_policy is None else retry_policy
         bus = EventBus(event_queue_size)
         results = ResultStore(max_results)
         rate_limiter = None if max_per_second is None else RateLimiter(max_per_second)
@@ -207,7 +240,10 @@ class AsyncResilientClient(VerbMethods):
             )
             self._owns_client = True
             attempt_limit = limits.max_connections
-        self._engine = Engine(self._client, bus, results, attempt_limit, rate_limiter)
+            _warn_if_transport_retries(transport)
+        self._engine = Engine(
+            self._client, bus, results, attempt_limit, rate_limiter, retry_budget, circuit_breaker
+        )
         self._default_context = default_context
         self._max_concurrency = max_concurrency
         self._concurrency: anyio.CapacityLimiter | None = None
@@ -388,6 +424,7 @@ class AsyncResilientClient(VerbMethods):
         method: str,
         url: httpx.URL | str,
         options: RequestOptions,
+        policy: RetryPolicy,
         limiters: Sequence[anyio.CapacityLimiter],
     ) -> None:
         """Wait for a slot of each limiter (in order), then start the request's task."""
@@ -420,7 +457,7 @@ class AsyncResilientClient(VerbMethods):
                     release(done)
 
             handle._on_finish = release_slots
-        engine.start(task_group, handle, method, url, options)
+        engine.start(task_group, handle, method, url, options, policy)
 
     async def request(
         self,
@@ -428,6 +465,7 @@ class AsyncResilientClient(VerbMethods):
         url: httpx.URL | str,
         *,
         context: RequestContext | None = None,
+        retry_policy: RetryPolicy | None = None,
         **options: Unpack[RequestOptions],
     ) -> RequestHandle:
         """
@@ -439,6 +477,7 @@ class AsyncResilientClient(VerbMethods):
             method: the HTTP method.
             url: an absolute http(s) URL, or a relative one if the client has a ``base_url``.
             context: the request's context; a default one (with a fresh id) when not given.
+            retry_policy: this request's retry policy instead of the client's.
             **options: httpx request arguments (see :class:`RequestOptions`).
 
         Returns:
@@ -452,10 +491,20 @@ class AsyncResilientClient(VerbMethods):
             ClientClosedError: the client is closing or closed.
         """
         method, handle = self._prepare(method, url, context, options)
+        policy = self._policy_for(retry_policy)
         assert self._tg is not None
         limiters = () if self._concurrency is None else (self._concurrency,)
-        await self._admit_and_start(self._tg, handle, method, url, options, limiters)
+        await self._admit_and_start(self._tg, handle, method, url, options, policy, limiters)
         return handle
+
+    def _policy_for(self, retry_policy: RetryPolicy | None) -> RetryPolicy:
+        if retry_policy is None:
+            return self._policy
+        if not isinstance(retry_policy, RetryPolicy):
+            raise TypeError(
+                f"retry_policy must be a RetryPolicy, got {type(retry_policy).__name__}"
+            )
+        return retry_policy
 
     def batch(
         self,

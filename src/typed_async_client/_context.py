@@ -76,6 +76,9 @@ class RequestContext:
             included; ``None`` for no limit of its own.
         inherit_deadline: whether the request also ends at the effective deadline of the code
             that submits it (``anyio.fail_after``, ``trio.move_on_after``...).
+        idempotent: ``True`` marks the request as safe to send twice (like an
+            ``Idempotency-Key`` header does), ``False`` forbids resending it once it may have
+            reached the server; ``None`` decides by method.
 
     Raises:
         ValueError: a count or a duration is negative, NaN or infinite, ``backoff_factor < 1``,
@@ -93,6 +96,7 @@ class RequestContext:
     started_at: float = field(default_factory=time.monotonic, compare=False)
     total_timeout: float | None = None
     inherit_deadline: bool = True
+    idempotent: bool | None = None
 
     def __post_init__(self) -> None:
         _check_count("max_retries", self.max_retries)
@@ -112,6 +116,10 @@ class RequestContext:
         if not isinstance(self.inherit_deadline, bool):
             raise TypeError(
                 f"inherit_deadline must be a bool, got {type(self.inherit_deadline).__name__}"
+            )
+        if self.idempotent is not None and not isinstance(self.idempotent, bool):
+            raise TypeError(
+                f"idempotent must be a bool or None, got {type(self.idempotent).__name__}"
             )
         if not isinstance(self.request_id, str):
             raise TypeError(f"request_id must be a str, got {type(self.request_id).__name__}")

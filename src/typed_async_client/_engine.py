@@ -25,14 +25,25 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio
+import anyio.lowlevel
 import httpx
 
+from ._breaker import CircuitBreaker, CircuitState, Origin
+from ._budget import RetryBudget
 from ._constants import LATENCY_WINDOW, LOGGER_NAME
 from ._context import RequestContext, _current
 from ._events import AsyncEvent, EventBus, EventType
-from ._exceptions import DeadlineExceededError, RequestCancelledError
-from ._results import RequestResult, RequestStatus, ResultStore
-from ._retry import is_retryable
+from ._exceptions import (
+    CircuitOpenError,
+    DeadlineExceededError,
+    RequestCancelledError,
+    RetryAfterTooLongError,
+)
+from ._phases import AttemptTrace, phase_of_error
+from ._results import AttemptRecord, RequestResult, RequestStatus, ResultStore
+from ._retry import RetryPolicy
+from ._retry_after import requested_delay
+from ._retrying import Retrying
 from ._stats import ClientStats, percentile
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -47,6 +58,12 @@ if TYPE_CHECKING:
     from ._request import RequestOptions
 
 logger = logging.getLogger(LOGGER_NAME)
+
+_CIRCUIT_EVENT: Final[dict[CircuitState, EventType]] = {
+    CircuitState.OPEN: EventType.CIRCUIT_OPENED,
+    CircuitState.HALF_OPEN: EventType.CIRCUIT_HALF_OPEN,
+    CircuitState.CLOSED: EventType.CIRCUIT_CLOSED,
+}
 
 _FINAL_EVENT: Final[dict[RequestStatus, EventType]] = {
     RequestStatus.SUCCESS: EventType.SUCCESS,
@@ -67,6 +84,12 @@ def _is_cancellation(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(_is_cancellation(inner) for inner in exc.exceptions)
     return False
+
+
+async def _close_quietly(response: httpx.Response) -> None:
+    """Close a response under a shield: cleanup must finish even while being cancelled."""
+    with anyio.CancelScope(shield=True):
+        await response.aclose()
 
 
 def _shrink_timeout(timeout: Any, remaining: float) -> httpx.Timeout:
@@ -92,12 +115,16 @@ class Engine:
         results: ResultStore,
         attempt_limit: int | None,
         rate_limiter: RateLimiter | None,
+        budget: RetryBudget | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.http_client = http_client
         self.bus = bus
         self.results = results
         self.attempt_limit = attempt_limit
         self.rate_limiter = rate_limiter
+        self.budget = budget
+        self.breaker = breaker
         self.attempt_limiter: anyio.CapacityLimiter | None = None
         self.active: dict[str, RequestHandle] = {}
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -122,16 +149,22 @@ class Engine:
         method: str,
         url: httpx.URL | str,
         options: RequestOptions,
+        policy: RetryPolicy,
     ) -> None:
         """Register an admitted request and start its task in ``task_group``."""
         self.active[handle.request_id] = handle
         self.started += 1
         task_group.start_soon(
-            self.run, handle, method, url, options, name=f"request {handle.request_id}"
+            self.run, handle, method, url, options, policy, name=f"request {handle.request_id}"
         )
 
     async def _attempt(
-        self, handle: RequestHandle, method: str, url: httpx.URL | str, options: RequestOptions
+        self,
+        handle: RequestHandle,
+        method: str,
+        url: httpx.URL | str,
+        options: RequestOptions,
+        trace: AttemptTrace | None,
     ) -> httpx.Response:
         if self.rate_limiter is not None:
             self.waiting += 1
@@ -143,12 +176,10 @@ class Engine:
         deadline = handle._scope.deadline
         if deadline != math.inf:
             remaining = deadline - anyio.current_time()
-            kwargs = {
-                **kwargs,
-                "timeout": _shrink_timeout(
-                    kwargs.get("timeout", self.http_client.timeout), remaining
-                ),
-            }
+            timeout = _shrink_timeout(kwargs.get("timeout", self.http_client.timeout), remaining)
+            kwargs = {**kwargs, "timeout": timeout}
+        if trace is not None:
+            kwargs = {**kwargs, "extensions": {**kwargs.get("extensions", {}), "trace": trace}}
         self.attempts += 1
         handle._attempts += 1
         if self.attempt_limiter is None:
@@ -156,8 +187,27 @@ class Engine:
         async with self.attempt_limiter:
             return await self.http_client.request(method, url, **kwargs)
 
+    def _origin(self, url: httpx.URL | str) -> Origin:
+        full = self.http_client.base_url.join(url) if self.http_client.base_url else httpx.URL(url)
+        port = full.port or (443 if full.scheme == "https" else 80)
+        return (full.scheme, full.host, port)
+
+    def _circuit_event(
+        self, state: CircuitState | None, context: RequestContext, origin: Origin
+    ) -> None:
+        if state is None:
+            return
+        event_type = _CIRCUIT_EVENT[state]
+        if self.bus.wants(event_type):
+            self.bus.emit(AsyncEvent(event_type, context, data={"origin": origin}))
+
     async def run(
-        self, handle: RequestHandle, method: str, url: httpx.URL | str, options: RequestOptions
+        self,
+        handle: RequestHandle,
+        method: str,
+        url: httpx.URL | str,
+        options: RequestOptions,
+        policy: RetryPolicy,
     ) -> None:
         """The request's own task: attempts, backoff sleeps, events, and the final result."""
         bus = self.bus
@@ -167,35 +217,110 @@ class Engine:
         start_time = time.time()
         response: httpx.Response | None = None
         error: BaseException | None = None
+        final_error: BaseException | None = None
         out_of_time = False
+        history: list[AttemptRecord] = []
+        retrying = Retrying(policy, method, url, options, context, self.http_client.headers)
+        user_trace = options.get("extensions", {}).get("trace") if retrying.traced else None
+        breaker = self.breaker
+        origin = None if breaker is None else self._origin(url)
+        if self.budget is not None:
+            self.budget.deposit()
         try:
             with scope:
+                # A request cancelled before its task ran ends here, with no attempt counted.
+                await anyio.lowlevel.checkpoint_if_cancelled()
                 if bus.wants(EventType.STARTED):
                     await self._emit(
                         AsyncEvent(EventType.STARTED, context, metadata=context.metadata)
                     )
                 while True:
-                    try:
-                        response = await self._attempt(handle, method, url, options)
-                        break
-                    except Exception as exc:
-                        error = exc
-                        if not (context.can_retry and is_retryable(exc)):
+                    probe = False
+                    if breaker is not None and origin is not None:
+                        allowed, changed, retry_in = breaker.acquire(origin)
+                        self._circuit_event(changed, context, origin)
+                        if not allowed:
+                            final_error = CircuitOpenError(context.request_id, origin, retry_in)
+                            final_error.__cause__ = error
                             break
-                    delay = context.backoff_delay()
+                        probe = breaker.state(origin) is CircuitState.HALF_OPEN
+                    trace = AttemptTrace(user_trace) if retrying.traced else None
+                    attempt_start = time.monotonic()
+                    exc: Exception | None = None
+                    try:
+                        response = await self._attempt(handle, method, url, options, trace)
+                    except Exception as caught:
+                        exc = error = caught
+                        response = None
+                    duration = time.monotonic() - attempt_start
+                    if breaker is not None and origin is not None:
+                        failed = exc is not None or (
+                            response is not None and response.status_code >= 500
+                        )
+                        changed = breaker.record(origin, failed=failed, probe=probe)
+                        self._circuit_event(changed, context, origin)
+                    if exc is not None:
+                        phase: str | None = (
+                            trace.phase if trace is not None else phase_of_error(exc)
+                        )
+                        retry, _why = retrying.retries_error(exc, context, trace)
+                    else:
+                        assert response is not None
+                        phase = None
+                        retry = retrying.retries_response(response, context)
+
+                    status_code = None if response is None else response.status_code
+                    error_name = None if exc is None else type(exc).__name__
+                    attempt = (context.attempt_number, attempt_start - context.started_at, duration)
+
+                    if not retry:
+                        history.append(AttemptRecord(*attempt, phase, error_name, status_code, 0.0))
+                        break
+                    if self.budget is not None and not self.budget.try_spend():
+                        history.append(AttemptRecord(*attempt, phase, error_name, status_code, 0.0))
+                        if bus.wants(EventType.BUDGET_EXHAUSTED):
+                            bus.emit(AsyncEvent(EventType.BUDGET_EXHAUSTED, context, error=exc))
+                        break
+                    delay = retrying.next_delay(context)
+                    requested: float | None = None
+                    if response is not None:
+                        requested = requested_delay(response)
+                        if requested is not None:
+                            limit = min(
+                                policy.max_retry_after, scope.deadline - anyio.current_time()
+                            )
+                            if requested > limit:
+                                history.append(
+                                    AttemptRecord(*attempt, phase, error_name, status_code, 0.0)
+                                )
+                                final_error = RetryAfterTooLongError(
+                                    context.request_id, requested, max(0.0, limit), response
+                                )
+                                response = None
+                                break
+                            delay = requested
                     if anyio.current_time() + delay >= scope.deadline:
                         # The retry could not even start before the deadline: end now.
+                        history.append(AttemptRecord(*attempt, phase, error_name, status_code, 0.0))
                         out_of_time = True
+                        if response is not None:
+                            await _close_quietly(response)
+                            response = None
                         break
+                    history.append(AttemptRecord(*attempt, phase, error_name, status_code, delay))
                     following = context.next_attempt()
                     self.retries += 1
                     if bus.wants(EventType.RETRY):
+                        data: dict[str, Any] = {"delay": delay, "attempt": following.attempt_number}
+                        if response is not None:
+                            data["status_code"] = response.status_code
+                            data["retry_after"] = requested
                         await self._emit(
                             AsyncEvent(
                                 EventType.RETRY,
                                 following,
-                                data={"delay": delay, "attempt": following.attempt_number},
-                                error=error,
+                                data=data,
+                                error=exc,
                                 metadata=following.metadata,
                             )
                         )
@@ -203,10 +328,18 @@ class Engine:
                         logger.debug(
                             "request %r: %s on attempt %d, retrying in %.3fs",
                             context.request_id,
-                            type(error).__name__,
+                            type(exc).__name__
+                            if exc is not None
+                            else f"HTTP {response.status_code}"
+                            if response is not None
+                            else "?",
                             context.attempt_number,
                             delay,
                         )
+                    if response is not None:
+                        # Read already; closing returns its connection to the pool at once.
+                        await _close_quietly(response)
+                        response = None
                     await anyio.sleep(delay)
                     context = following
                     handle._set_context(context)
@@ -216,20 +349,27 @@ class Engine:
             # or a BaseException such as KeyboardInterrupt: record the end, then propagate.
             cancelled = _is_cancellation(exc)
             status = RequestStatus.CANCELLED if cancelled else RequestStatus.ERROR
-            self.finish(handle, context, status, None, None if cancelled else exc, start_time)
+            outcome = None if cancelled else exc
+            self.finish(handle, context, status, None, outcome, start_time, history)
             raise
-        if response is not None:
-            self.finish(handle, context, RequestStatus.SUCCESS, response, None, start_time)
+        if final_error is not None:
+            self.finish(
+                handle, context, RequestStatus.ERROR, None, final_error, start_time, history
+            )
+        elif response is not None:
+            self.finish(handle, context, RequestStatus.SUCCESS, response, None, start_time, history)
         elif handle._cancel_requested and scope.cancelled_caught:
-            self.finish(handle, context, RequestStatus.CANCELLED, None, None, start_time)
+            self.finish(handle, context, RequestStatus.CANCELLED, None, None, start_time, history)
         elif out_of_time or scope.cancelled_caught:
             timeout = handle._timeout
             deadline_error = DeadlineExceededError(
                 context.request_id, handle._attempts, timeout, error
             )
-            self.finish(handle, context, RequestStatus.ERROR, None, deadline_error, start_time)
+            self.finish(
+                handle, context, RequestStatus.ERROR, None, deadline_error, start_time, history
+            )
         else:
-            self.finish(handle, context, RequestStatus.ERROR, None, error, start_time)
+            self.finish(handle, context, RequestStatus.ERROR, None, error, start_time, history)
 
     async def _emit(self, event: AsyncEvent) -> None:
         if self.bus.blocking:
@@ -245,6 +385,7 @@ class Engine:
         response: httpx.Response | None,
         error: BaseException | None,
         start_time: float,
+        history: list[AttemptRecord],
     ) -> None:
         """Record the request's result, emit its final event and wake its waiters."""
         if status is RequestStatus.SUCCESS:
@@ -266,6 +407,7 @@ class Engine:
             end_time=time.time(),
             context=context,
             wait_time=handle._wait_time,
+            history=tuple(history),
         )
         self.results.add(result)
         self.latencies.append(total_time)
@@ -313,4 +455,9 @@ class Engine:
             latency_p50=percentile(latencies, 50),
             latency_p95=percentile(latencies, 95),
             latency_p99=percentile(latencies, 99),
+            retries_refused=0 if self.budget is None else self.budget.retries_refused,
+            circuit_rejected=0 if self.breaker is None else self.breaker.rejected,
+            circuits_open=0
+            if self.breaker is None
+            else sum(s is not CircuitState.CLOSED for s in self.breaker.states().values()),
         )

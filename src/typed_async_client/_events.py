@@ -44,7 +44,9 @@ class EventType(str, enum.Enum):
     What an event reports.
 
     Per request: one ``STARTED``, one ``RETRY`` before each retry, then exactly one of
-    ``SUCCESS``, ``ERROR`` or ``CANCELLED``.
+    ``SUCCESS``, ``ERROR`` or ``CANCELLED``. ``BUDGET_EXHAUSTED`` and the ``CIRCUIT_*`` events
+    report the retry budget and the circuit breaker, with the context of the request that
+    triggered them (``data["origin"]`` for circuits).
     """
 
     STARTED = "started"
@@ -52,6 +54,11 @@ class EventType(str, enum.Enum):
     SUCCESS = "success"
     ERROR = "error"
     CANCELLED = "cancelled"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    """A retry was refused by the client's retry budget; the request ends."""
+    CIRCUIT_OPENED = "circuit_opened"
+    CIRCUIT_HALF_OPEN = "circuit_half_open"
+    CIRCUIT_CLOSED = "circuit_closed"
 
     def __str__(self) -> str:
         return self.value

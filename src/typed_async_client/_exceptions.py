@@ -11,10 +11,17 @@ are only for outcomes that belong to this library::
     │   └── ClientClosedError
     ├── DuplicateRequestIdError   (also a ValueError)
     ├── RequestCancelledError
-    └── DeadlineExceededError     (also a TimeoutError)
+    ├── DeadlineExceededError     (also a TimeoutError)
+    ├── RetryAfterTooLongError
+    └── CircuitOpenError
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class TypedAsyncClientError(Exception):
@@ -98,3 +105,53 @@ class DeadlineExceededError(TypedAsyncClientError, TimeoutError):
             f"submission) ended it after {attempts} attempt(s){last}"
         )
         self.__cause__ = last_error
+
+
+class RetryAfterTooLongError(TypedAsyncClientError):
+    """
+    Raised when a server asks for a wait (``Retry-After``, rate-limit reset) that passes the
+    policy's ``max_retry_after`` or the request's deadline: the request ends at once instead
+    of sleeping.
+
+    ``requested_delay`` is the wait asked for, in seconds; ``limit`` the most the request could
+    wait; ``response`` the last response (already read).
+    """
+
+    def __init__(
+        self, request_id: str, requested_delay: float, limit: float, response: httpx.Response
+    ) -> None:
+        self.request_id = request_id
+        self.requested_delay = requested_delay
+        self.limit = limit
+        self.response = response
+        super().__init__(
+            f"request {request_id!r}: the server asked to wait {requested_delay:.1f}s before "
+            f"retrying (HTTP {response.status_code}), more than the {limit:.1f}s it may wait"
+        )
+
+
+class CircuitOpenError(TypedAsyncClientError):
+    """
+    Raised when an attempt is refused without touching the network because the circuit of
+    its origin is open (or half-open with its probes already out).
+
+    ``origin`` is ``(scheme, host, port)``; ``retry_in`` the seconds until a probe may go.
+    """
+
+    def __init__(self, request_id: str, origin: tuple[str, str, int], retry_in: float) -> None:
+        self.request_id = request_id
+        self.origin = origin
+        self.retry_in = retry_in
+        scheme, host, port = origin
+        super().__init__(
+            f"request {request_id!r}: the circuit for {scheme}://{host}:{port} is open; "
+            f"next probe in {retry_in:.1f}s"
+        )
+
+
+class TransportRetriesWarning(UserWarning):
+    """
+    Warned when the client wraps a transport that retries connections itself
+    (``httpx.AsyncHTTPTransport(retries=N)``): each of the client's attempts would make up to
+    ``N + 1`` connection attempts.
+    """

@@ -29,6 +29,31 @@ class RequestStatus(str, enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """
+    One attempt of a request.
+
+    Attributes:
+        number: one-based attempt number.
+        start: seconds from the request's submission to the attempt's start.
+        duration: seconds the attempt took.
+        phase: where it failed: ``"connect"``, ``"send"``, ``"response_headers"``, ``"body"``
+            (or ``"response"`` when the two cannot be told apart); ``None`` if a response came.
+        error: the exception's type name, if it raised.
+        status_code: the response's status, if one came.
+        sleep: the backoff sleep that followed it (``0.0`` for the last attempt).
+    """
+
+    number: int
+    start: float
+    duration: float
+    phase: str | None
+    error: str | None
+    status_code: int | None
+    sleep: float
+
+
+@dataclass(frozen=True, slots=True)
 class RequestResult:
     """
     What became of one request.
@@ -46,6 +71,7 @@ class RequestResult:
         context: the context of the last attempt.
         wait_time: seconds spent waiting for the client's or the batch's concurrency limit and
             for the rate limit, included in ``total_time``.
+        history: every attempt, in order.
     """
 
     request_id: str
@@ -58,6 +84,7 @@ class RequestResult:
     end_time: float
     context: RequestContext
     wait_time: float = 0.0
+    history: tuple[AttemptRecord, ...] = ()
 
     @property
     def is_success(self) -> bool:

@@ -45,6 +45,9 @@ class ClientStats:
         latency_p50: median total time of the recent requests (the last 1,024), in seconds.
         latency_p95: 95th percentile of the same.
         latency_p99: 99th percentile of the same.
+        retries_refused: retries the retry budget refused.
+        circuit_rejected: attempts refused by an open circuit.
+        circuits_open: origins whose circuit is open or half-open now.
     """
 
     in_flight: int
@@ -65,3 +68,6 @@ class ClientStats:
     latency_p50: float | None
     latency_p95: float | None
     latency_p99: float | None
+    retries_refused: int
+    circuit_rejected: int
+    circuits_open: int

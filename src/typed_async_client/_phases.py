@@ -1,0 +1,83 @@
+"""
+Where an attempt failed: connect, send, response headers or body.
+
+With a non-default retry policy the client follows each attempt through httpcore's ``trace``
+request extension, which names every step (``connection.connect_tcp.started``,
+``http11.send_request_headers.started``, ``http11.receive_response_headers.started``...).
+With the default policy, which only ever retries connection errors, the phase is inferred from
+the exception type and no trace callback runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+import httpcore
+import httpx
+
+from ._retry import is_never_sent
+
+_SEND_ERRORS: Final = (
+    httpx.WriteError,
+    httpx.WriteTimeout,
+    httpcore.WriteError,
+    httpcore.WriteTimeout,
+)
+
+TraceCallback = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+
+
+def phase_of_error(exc: BaseException) -> str:
+    """The phase an error belongs to, from its type alone."""
+    if is_never_sent(exc):
+        return "connect"
+    if isinstance(exc, _SEND_ERRORS):
+        return "send"
+    return "response"
+
+
+def _phase_of_step(name: str) -> str | None:
+    if name.startswith("connection."):
+        return "connect"
+    if ".send_request" in name:
+        return "send"
+    if ".receive_response_headers" in name:
+        return "response_headers"
+    if ".receive_response_body" in name or ".response_closed" in name:
+        return "body"
+    return None
+
+
+class AttemptTrace:
+    """
+    Follows one attempt's steps through httpcore's ``trace`` extension.
+
+    Attributes:
+        phase: the phase of the last step started (``"connect"`` before any step).
+        new_connection: whether this attempt opened a connection (``False``: a reused one).
+    """
+
+    __slots__ = ("_inner", "new_connection", "phase")
+
+    def __init__(self, inner: TraceCallback | None) -> None:
+        self._inner = inner
+        self.phase = "connect"
+        self.new_connection = False
+
+    async def __call__(self, name: str, info: Mapping[str, Any]) -> None:
+        if name.startswith("connection.connect_tcp"):
+            self.new_connection = True
+        phase = _phase_of_step(name)
+        if phase is not None:
+            self.phase = phase
+        if self._inner is not None:
+            await self._inner(name, info)
+
+    def is_reused_disconnect(self, exc: BaseException) -> bool:
+        """A keep-alive connection the server closed before sending any response byte."""
+        return (
+            isinstance(exc, (httpx.RemoteProtocolError, httpcore.RemoteProtocolError))
+            and not self.new_connection
+            and self.phase in ("send", "response_headers")
+        )
