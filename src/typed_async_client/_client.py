@@ -21,7 +21,7 @@ import enum
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -52,6 +52,7 @@ from ._exceptions import (
 )
 from ._handle import RequestHandle
 from ._limits import RateLimiter
+from ._redact import SENSITIVE_HEADERS, SENSITIVE_QUERY_KEYS, RedirectGuard, normalize_names
 from ._request import RequestOptions, check_method, check_options, check_url
 from ._results import RequestResult, ResultStore
 from ._retry import DEFAULT_POLICY, RetryPolicy
@@ -71,6 +72,15 @@ class _State(enum.Enum):
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
+
+
+def _with_redirect_guard(
+    event_hooks: Mapping[str, Sequence[Callable[..., Any]]] | None, guard: RedirectGuard
+) -> dict[str, list[Callable[..., Any]]]:
+    """The user's hooks, with the redirect guard last among the request hooks."""
+    hooks = {key: list(value) for key, value in (event_hooks or {}).items()}
+    hooks.setdefault("request", []).append(guard)
+    return hooks
 
 
 def _warn_if_transport_retries(transport: httpx.AsyncBaseTransport | None) -> None:
@@ -137,6 +147,15 @@ class AsyncResilientClient(VerbMethods):
             its own.
         retry_budget: a client-wide cap on retries as a fraction of requests.
         circuit_breaker: per-origin circuits that fail fast while an origin keeps failing.
+        max_response_bytes: the most bytes a decoded response body may hold; past it the
+            attempt fails with ``ResponseTooLargeError`` (bodies are then streamed and counted).
+        max_content_encodings: the most stacked ``Content-Encoding`` codings accepted
+            (``TooManyEncodingsError`` beyond).
+        sensitive_headers: header names to treat as secrets, besides ``Authorization``,
+            ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie`` and ``X-Api-Key``: stripped from
+            redirects that change origin or leave https, redacted wherever shown.
+        sensitive_query_keys: query keys whose values are redacted in results and events,
+            besides the usual ones (``token``, ``api_key``, ``password``...).
 
     Raises:
         ValueError: an argument is out of range (the message names it).
@@ -171,6 +190,10 @@ class AsyncResilientClient(VerbMethods):
         retry_policy: RetryPolicy | None = None,
         retry_budget: RetryBudget | None = None,
         circuit_breaker: CircuitBreaker | None = None,
+        max_response_bytes: int | None = None,
+        max_content_encodings: int | None = None,
+        sensitive_headers: Iterable[str] = (),
+        sensitive_query_keys: Iterable[str] = (),
     ) -> None:
         if not isinstance(limits, httpx.Limits):
             raise TypeError(f"limits must be an httpx.Limits, got {type(limits).__name__}")
@@ -179,6 +202,19 @@ class AsyncResilientClient(VerbMethods):
                 f"default_context must be a RequestContext, got {type(default_context).__name__}"
             )
         _check_limit("max_concurrency", max_concurrency)
+        _check_limit("max_response_bytes", max_response_bytes)
+        if max_content_encodings is not None and (
+            isinstance(max_content_encodings, bool)
+            or not isinstance(max_content_encodings, int)
+            or max_content_encodings < 0
+        ):
+            raise ValueError(
+                f"max_content_encodings must be an int >= 0 or None, got {max_content_encodings!r}"
+            )
+        secret_headers = SENSITIVE_HEADERS | normalize_names(sensitive_headers, "sensitive_headers")
+        secret_keys = SENSITIVE_QUERY_KEYS | normalize_names(
+            sensitive_query_keys, "sensitive_query_keys"
+        )
         for name, value, kind in (
             ("retry_policy", retry_policy, RetryPolicy),
             ("retry_budget", retry_budget, RetryBudget),
@@ -236,13 +272,22 @@ class AsyncResilientClient(VerbMethods):
                 follow_redirects=follow_redirects,
                 max_redirects=max_redirects,
                 trust_env=trust_env,
-                event_hooks={key: list(hooks) for key, hooks in (event_hooks or {}).items()},
+                event_hooks=_with_redirect_guard(event_hooks, RedirectGuard(secret_headers)),
             )
             self._owns_client = True
             attempt_limit = limits.max_connections
             _warn_if_transport_retries(transport)
         self._engine = Engine(
-            self._client, bus, results, attempt_limit, rate_limiter, retry_budget, circuit_breaker
+            self._client,
+            bus,
+            results,
+            attempt_limit,
+            rate_limiter,
+            retry_budget,
+            circuit_breaker,
+            max_response_bytes=max_response_bytes,
+            max_content_encodings=max_content_encodings,
+            sensitive_query_keys=secret_keys,
         )
         self._default_context = default_context
         self._max_concurrency = max_concurrency

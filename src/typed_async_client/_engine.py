@@ -28,6 +28,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
+from ._body import read_capped
 from ._breaker import CircuitBreaker, CircuitState, Origin
 from ._budget import RetryBudget
 from ._constants import LATENCY_WINDOW, LOGGER_NAME
@@ -40,6 +41,7 @@ from ._exceptions import (
     RetryAfterTooLongError,
 )
 from ._phases import AttemptTrace, phase_of_error
+from ._redact import SENSITIVE_QUERY_KEYS, redact_url, start_attempt
 from ._results import AttemptRecord, RequestResult, RequestStatus, ResultStore
 from ._retry import RetryPolicy
 from ._retry_after import requested_delay
@@ -117,6 +119,10 @@ class Engine:
         rate_limiter: RateLimiter | None,
         budget: RetryBudget | None = None,
         breaker: CircuitBreaker | None = None,
+        *,
+        max_response_bytes: int | None = None,
+        max_content_encodings: int | None = None,
+        sensitive_query_keys: frozenset[str] = SENSITIVE_QUERY_KEYS,
     ) -> None:
         self.http_client = http_client
         self.bus = bus
@@ -125,6 +131,10 @@ class Engine:
         self.rate_limiter = rate_limiter
         self.budget = budget
         self.breaker = breaker
+        self.max_response_bytes = max_response_bytes
+        self.max_content_encodings = max_content_encodings
+        self.capped = max_response_bytes is not None or max_content_encodings is not None
+        self.sensitive_query_keys = sensitive_query_keys
         self.attempt_limiter: anyio.CapacityLimiter | None = None
         self.active: dict[str, RequestHandle] = {}
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -152,6 +162,8 @@ class Engine:
         policy: RetryPolicy,
     ) -> None:
         """Register an admitted request and start its task in ``task_group``."""
+        handle._method = method
+        handle._url = url
         self.active[handle.request_id] = handle
         self.started += 1
         task_group.start_soon(
@@ -182,10 +194,24 @@ class Engine:
             kwargs = {**kwargs, "extensions": {**kwargs.get("extensions", {}), "trace": trace}}
         self.attempts += 1
         handle._attempts += 1
+        start_attempt()
         if self.attempt_limiter is None:
-            return await self.http_client.request(method, url, **kwargs)
+            return await self._send(method, url, kwargs)
         async with self.attempt_limiter:
+            return await self._send(method, url, kwargs)
+
+    async def _send(
+        self, method: str, url: httpx.URL | str, kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        if not self.capped:
             return await self.http_client.request(method, url, **kwargs)
+        # Stream, so that the body is read under the caps (see _body.py).
+        send_kwargs = {k: kwargs[k] for k in ("auth", "follow_redirects") if k in kwargs}
+        build_kwargs = {k: v for k, v in kwargs.items() if k not in send_kwargs}
+        request = self.http_client.build_request(method, url, **build_kwargs)
+        response = await self.http_client.send(request, stream=True, **send_kwargs)
+        await read_capped(response, self.max_response_bytes, self.max_content_encodings)
+        return response
 
     def _origin(self, url: httpx.URL | str) -> Origin:
         full = self.http_client.base_url.join(url) if self.http_client.base_url else httpx.URL(url)
@@ -283,7 +309,7 @@ class Engine:
                         break
                     delay = retrying.next_delay(context)
                     requested: float | None = None
-                    if response is not None:
+                    if response is not None and not retrying.instant:
                         requested = requested_delay(response)
                         if requested is not None:
                             limit = min(
@@ -408,6 +434,8 @@ class Engine:
             context=context,
             wait_time=handle._wait_time,
             history=tuple(history),
+            method=handle._method,
+            url=redact_url(handle._url, self.sensitive_query_keys),
         )
         self.results.add(result)
         self.latencies.append(total_time)
@@ -415,7 +443,12 @@ class Engine:
         del self.active[context.request_id]
         event_type = _FINAL_EVENT[status]
         if self.bus.wants(event_type):
-            data: dict[str, Any] = {"attempts": result.attempts, "total_time": total_time}
+            data: dict[str, Any] = {
+                "attempts": result.attempts,
+                "total_time": total_time,
+                "method": result.method,
+                "url": result.url,
+            }
             if response is not None:
                 data["status_code"] = response.status_code
             # The final event never waits, even for a blocking subscriber: finishing must not

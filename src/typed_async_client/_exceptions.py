@@ -13,7 +13,10 @@ are only for outcomes that belong to this library::
     ├── RequestCancelledError
     ├── DeadlineExceededError     (also a TimeoutError)
     ├── RetryAfterTooLongError
-    └── CircuitOpenError
+    ├── CircuitOpenError
+    └── ResponseRejectedError
+        ├── ResponseTooLargeError
+        └── TooManyEncodingsError
 """
 
 from __future__ import annotations
@@ -155,3 +158,39 @@ class TransportRetriesWarning(UserWarning):
     (``httpx.AsyncHTTPTransport(retries=N)``): each of the client's attempts would make up to
     ``N + 1`` connection attempts.
     """
+
+
+class ResponseRejectedError(TypedAsyncClientError):
+    """
+    Raised when a response breaks one of the client's caps; ``response`` is closed, its body
+    not kept. Never retried: the same server would send the same thing.
+    """
+
+    def __init__(self, message: str, response: httpx.Response) -> None:
+        self.response = response
+        super().__init__(message)
+
+
+class ResponseTooLargeError(ResponseRejectedError):
+    """Raised when a response's decoded body passes the client's ``max_response_bytes``."""
+
+    def __init__(self, limit: int, response: httpx.Response) -> None:
+        self.limit = limit
+        super().__init__(
+            f"the response body passed the {limit:,}-byte limit (max_response_bytes) once "
+            f"decoded (HTTP {response.status_code})",
+            response,
+        )
+
+
+class TooManyEncodingsError(ResponseRejectedError):
+    """Raised when a response stacks more content codings than ``max_content_encodings``."""
+
+    def __init__(self, codings: list[str], limit: int, response: httpx.Response) -> None:
+        self.codings = codings
+        self.limit = limit
+        super().__init__(
+            f"the response stacks {len(codings)} content codings ({', '.join(codings)}), "
+            f"more than the {limit} allowed (max_content_encodings)",
+            response,
+        )

@@ -37,10 +37,12 @@ class RequestHandle:
         "_cancel_requested",
         "_context",
         "_done",
+        "_method",
         "_on_finish",
         "_result",
         "_scope",
         "_timeout",
+        "_url",
         "_wait_time",
         "request_id",
     )
@@ -62,6 +64,8 @@ class RequestHandle:
         self._on_finish = on_finish
         self._wait_time = 0.0
         self._attempts = 0
+        self._method = ""
+        self._url: httpx.URL | str = ""
         self._done = anyio.Event()
         self._result: RequestResult | None = None
 

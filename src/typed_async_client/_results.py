@@ -72,6 +72,8 @@ class RequestResult:
         wait_time: seconds spent waiting for the client's or the batch's concurrency limit and
             for the rate limit, included in ``total_time``.
         history: every attempt, in order.
+        method: the request's method.
+        url: the request's URL as given, with credentials and sensitive query values redacted.
     """
 
     request_id: str
@@ -85,6 +87,8 @@ class RequestResult:
     context: RequestContext
     wait_time: float = 0.0
     history: tuple[AttemptRecord, ...] = ()
+    method: str = ""
+    url: str = ""
 
     @property
     def is_success(self) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterable, Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -20,6 +22,21 @@ from ._retry import DEFAULT_POLICY, RetryDecisionInput, RetryPolicy, is_never_se
 if TYPE_CHECKING:
     from ._context import RequestContext
     from ._phases import AttemptTrace
+
+
+@dataclass(frozen=True, slots=True)
+class TestingOverrides:
+    """What ``typed_async_client.testing.instant_retries()`` changes for the requests it scopes."""
+
+    max_attempts: int | None
+
+
+#: Set by ``typed_async_client.testing.instant_retries()``; read once per request, at its start,
+#: in the request's task, which inherits the submitter's context: so only the requests
+#: submitted inside the ``with`` block are affected, on any client.
+TESTING_OVERRIDES: ContextVar[TestingOverrides | None] = ContextVar(
+    "typed_async_client_testing_overrides", default=None
+)
 
 
 def _replayable(options: Mapping[str, Any]) -> bool:
@@ -40,7 +57,15 @@ def _marked_idempotent(options: Mapping[str, Any], client_headers: httpx.Headers
 class Retrying:
     """The retry state of one request under one policy."""
 
-    __slots__ = ("_previous_sleep", "idempotent", "method", "policy", "replayable", "url")
+    __slots__ = (
+        "_previous_sleep",
+        "_testing",
+        "idempotent",
+        "method",
+        "policy",
+        "replayable",
+        "url",
+    )
 
     def __init__(
         self,
@@ -64,6 +89,21 @@ class Retrying:
                 options, client_headers
             )
         self._previous_sleep = 0.0
+        self._testing = TESTING_OVERRIDES.get()
+
+    def _capped(self, context: RequestContext) -> bool:
+        """Whether a test's ``instant_retries(max_attempts=...)`` forbids another attempt."""
+        testing = self._testing
+        return (
+            testing is not None
+            and testing.max_attempts is not None
+            and context.attempt_number >= testing.max_attempts
+        )
+
+    @property
+    def instant(self) -> bool:
+        """Whether a test's ``instant_retries()`` scopes this request (no sleeps at all)."""
+        return self._testing is not None
 
     @property
     def traced(self) -> bool:
@@ -86,7 +126,7 @@ class Retrying:
         self, exc: Exception, context: RequestContext, trace: AttemptTrace | None
     ) -> tuple[bool, str]:
         """Whether to retry after ``exc``, and why not when not."""
-        if not context.can_retry:
+        if not context.can_retry or self._capped(context):
             return False, "no retry left"
         if self.policy is DEFAULT_POLICY:
             return is_retryable(exc), "not a connection error"
@@ -102,7 +142,7 @@ class Retrying:
 
     def retries_response(self, response: httpx.Response, context: RequestContext) -> bool:
         """Whether to retry after getting ``response``."""
-        if not context.can_retry:
+        if not context.can_retry or self._capped(context):
             return False
         policy = self.policy
         if not policy.retry_statuses and policy.predicate is None:
@@ -112,7 +152,9 @@ class Retrying:
         return policy.retries_response(response, self._decision(context, None, response))
 
     def next_delay(self, context: RequestContext) -> float:
-        """The backoff sleep before the next attempt."""
+        """The backoff sleep before the next attempt (none in ``instant_retries`` mode)."""
+        if self._testing is not None:
+            return 0.0
         backoff = self.policy.backoff
         if backoff is None:
             delay = context.backoff_delay()

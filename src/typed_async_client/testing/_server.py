@@ -7,11 +7,11 @@ process (``python -m typed_async_client.testing``). Routes:
 * ``/status/{code}``: answer with that status (``?retry_after=N`` adds a ``Retry-After``);
 * ``/delay/{seconds}``: wait, then answer like the default route;
 * ``/close``: answer, then close the connection (``Connection: close``);
-* ``/sequence/{key}?codes=503,503,200``: each request to ``key`` gets the next status of the
-  list, the last one repeating once the list is spent (counted in
+* ``/sequence/{key}?codes=503,503,200``: each request to ``key`` (the path segment as sent) gets
+  the next status of the list, the last one repeating once the list is spent (counted in
   :attr:`LocalServer.sequence_hits`); ``retry_after``, ``ratelimit_reset`` and
   ``x_ratelimit_reset`` set ``Retry-After``, ``RateLimit-Reset`` and ``X-RateLimit-Reset`` to
-  their raw (url-decoded) value on the non-2xx answers;
+  their raw (url-decoded) values on the non-2xx answers;
 * ``/reset``: read the request, then abort the connection with a RST and no response byte;
 * ``/drop``: read the request, then close the connection cleanly (FIN) with no response byte;
 * ``/drip/{n}?interval=0.3``: announce ``n`` bytes (at most 10,000), then send them one at a
@@ -24,10 +24,11 @@ process (``python -m typed_async_client.testing``). Routes:
   (at most 1 GiB), built once per size;
 * anything else: ``200`` with a JSON echo of the request (method, path, query, headers, body).
 
-A malformed parameter of the new routes gets a ``400`` with a JSON error. Every request that
-reaches the server is counted per path in :attr:`LocalServer.hits` and recorded in
-:attr:`LocalServer.requests`; :meth:`LocalServer.stop_listening` and
-:meth:`LocalServer.start_listening` make the port refuse connections, then accept them again.
+A malformed parameter of the fault routes gets a ``400`` with a JSON error; an answer with a
+``1xx``, ``204`` or ``304`` status carries no body. Every request that reaches the server is
+counted per path in :attr:`LocalServer.hits` and recorded in :attr:`LocalServer.requests`.
+:meth:`LocalServer.stop_listening` and :meth:`LocalServer.start_listening` make the port refuse
+connections, then accept them again.
 """
 
 from __future__ import annotations
@@ -60,9 +61,11 @@ _MAX_DRIP_INTERVAL: Final[float] = 5.0
 _MAX_BIG: Final[int] = 64 * 1024 * 1024
 _MAX_CLAIMED: Final[int] = 1 << 40
 _MAX_BOMB: Final[int] = 1 << 30
-_BOMB_IN_THREAD: Final[int] = 1 << 20
+_BOMB_IN_THREAD: Final[int] = 16 << 20
+_BOMB_BLOCK: Final[int] = 1 << 20
 _MAX_SEQUENCE: Final[int] = 1_000
 _RECORD_LIMIT: Final[int] = 1_000
+_KNOWN_PAIRS: Final[int] = 4_096
 # How long a connection closed with a FIN waits for the client's own close, so that the bytes
 # already sent are not lost to a RST.
 _LINGER: Final[float] = 2.0
@@ -145,6 +148,7 @@ class LocalServer:
         self._accept_done: anyio.Event | None = None
         self._addresses: list[tuple[socket.AddressFamily, tuple[str, int]]] = []
         self._reserved: list[socket.socket] = []
+        self._known_pairs: dict[tuple[str, str], tuple[str, str]] = {}
 
     @property
     def url(self) -> str:
@@ -293,7 +297,7 @@ class LocalServer:
         body = await self._read_body(buffered, fields)
         path = urlsplit(target).path
         self.hits[path] = self.hits[path] + 1
-        self.requests.append(RecordedRequest(method, path, tuple(headers)))
+        self._record(method, path, headers)
         keep_alive = version == "HTTP/1.1" and fields.get("connection", "").lower() != "close"
         if path == "/close":
             keep_alive = False
@@ -303,6 +307,19 @@ class LocalServer:
         status, extra, payload = await self._route(method, target, headers, body)
         await self._respond(stream, method, status, extra, payload, keep_alive=keep_alive)
         return keep_alive
+
+    def _record(self, method: str, path: str, headers: list[tuple[str, str]]) -> None:
+        # Records share their strings and header pairs with the previous ones (as long as the
+        # table of known pairs has room), so that a full record of similar requests stays small
+        # next to what the code under test keeps.
+        pairs = self._known_pairs
+        shared: list[tuple[str, str]] = []
+        for pair in headers:
+            known = pairs.get(pair)
+            if known is None and len(pairs) < _KNOWN_PAIRS:
+                known = pairs[pair] = pair
+            shared.append(pair if known is None else known)
+        self.requests.append(RecordedRequest(sys.intern(method), sys.intern(path), tuple(shared)))
 
     async def _respond(
         self,
@@ -588,17 +605,27 @@ async def _send_filler(stream: SocketStream, size: int) -> None:
 
 @functools.lru_cache(maxsize=8)
 def _gzip_zeros(size: int) -> bytes:
-    """A gzip member that decodes to ``size`` zero bytes, compressed 1 MiB at a time."""
-    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
-    block = bytes(min(size, 1 << 20))
-    parts: list[bytes] = []
-    remaining = size
-    while remaining > 0:
-        step = min(remaining, len(block))
-        parts.append(compressor.compress(block if step == len(block) else block[:step]))
-        remaining -= step
-    parts.append(compressor.flush())
-    return b"".join(parts)
+    """
+    A gzip member that decodes to ``size`` zero bytes, built in about 1 MiB of memory.
+
+    Each whole MiB of zeros is compressed by a fresh deflate stream ended with a full flush, so
+    it compresses to the same self-contained bytes wherever it stands: those bytes are repeated,
+    then the rest goes in a final block. Only the CRC needs a pass over the decoded size.
+    """
+    block = bytes(_BOMB_BLOCK)
+    count, rest = divmod(size, _BOMB_BLOCK)
+    whole = zlib.compressobj(9, zlib.DEFLATED, -15)
+    repeated = whole.compress(block) + whole.flush(zlib.Z_FULL_FLUSH)
+    last = zlib.compressobj(9, zlib.DEFLATED, -15)
+    final = last.compress(block[:rest]) + last.flush()
+    crc = 0
+    for _ in range(count):
+        crc = zlib.crc32(block, crc)
+    crc = zlib.crc32(block[:rest], crc)
+    # ID1 ID2, CM deflate, no flags, MTIME 0, XFL 2 (best compression), OS unknown.
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
+    return header + repeated * count + final + trailer
 
 
 @contextmanager
