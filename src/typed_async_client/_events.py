@@ -212,6 +212,7 @@ class EventBus:
         self.callback_errors = 0
         self.subscriber_dropped = 0
         self._drain_scope: anyio.CancelScope | None = None
+        self._dispatching = False
 
     def add_callback(self, event_type: EventType, callback: EventCallback) -> None:
         if not isinstance(event_type, EventType):
@@ -329,13 +330,29 @@ class EventBus:
         """Dispatch events to callbacks until ``close()`` is called and the stream is drained."""
         send, receive = anyio.create_memory_object_stream[AsyncEvent](self.queue_size)
         self._send, self._receive = send, receive
-        with receive, anyio.CancelScope() as self._drain_scope:
-            task_status.started()
-            async for event in receive:
-                await self._dispatch(event)
-        if self._drain_scope.cancelled_caught:
-            # close()'s drain timeout passed (a callback hung): what was left is lost, counted.
-            self.dropped += receive.statistics().current_buffer_used
+        with receive:
+            try:
+                with anyio.CancelScope() as self._drain_scope:
+                    task_status.started()
+                    async for event in receive:
+                        self._dispatching = True
+                        await self._dispatch(event)
+                        self._dispatching = False
+            finally:
+                if self._dispatching:  # interrupted half-way through its callbacks
+                    self.dropped += 1
+                    self._dispatching = False
+                # Cancelled (close()'s drain timeout passed, or the client's owner was
+                # cancelled): what was left is lost, and counted, not silently dropped.
+                self._discard(receive)
+
+    def _discard(self, receive: MemoryObjectReceiveStream[AsyncEvent]) -> None:
+        for _ in range(receive.statistics().current_buffer_used):
+            try:
+                receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+            self.dropped += 1
 
     def close(self, drain_timeout: float = DEFAULT_EVENT_DRAIN_TIMEOUT) -> None:
         """
