@@ -59,8 +59,13 @@ def test_exported_classes_and_functions_report_the_public_module() -> None:
 
 
 def test_testing_exports_the_server_helpers() -> None:
-    """The testing module exports the loopback server and the refusing URL helper."""
-    assert ["LocalServer", "refusing_url"] == typed_async_client.testing.__all__
+    """The testing module exports the server, its request record, instant_retries and refusing_url."""
+    assert [
+        "LocalServer",
+        "RecordedRequest",
+        "instant_retries",
+        "refusing_url",
+    ] == typed_async_client.testing.__all__
 
 
 def test_version_is_a_string() -> None:
