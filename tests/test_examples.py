@@ -587,7 +587,7 @@ def run_python(source: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    ("page", "index"), doc_block_params("usage.md", "api.md", "concurrency.md")
+    ("page", "index"), doc_block_params("usage.md", "api.md", "concurrency.md", "retries.md")
 )
 def test_docs_code_block_runs(
     page: str, index: int, request: pytest.FixtureRequest, tmp_path: Path
