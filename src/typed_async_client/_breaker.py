@@ -147,6 +147,12 @@ class CircuitBreaker:
         circuit.probes += 1
         return True, changed, 0.0
 
+    def abandon(self, origin: Origin) -> None:
+        """A probe ended without an outcome (it was cancelled): free its slot."""
+        circuit = self._circuit(origin)
+        if circuit.state is CircuitState.HALF_OPEN:
+            circuit.probes = max(0, circuit.probes - 1)
+
     def record(self, origin: Origin, *, failed: bool, probe: bool) -> CircuitState | None:
         """Record an attempt's outcome; return the state the circuit moved to, if it moved."""
         circuit = self._circuit(origin)

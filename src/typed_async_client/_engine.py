@@ -278,6 +278,24 @@ class Engine:
                     except Exception as caught:
                         exc = error = caught
                         response = None
+                    except BaseException as interrupted:
+                        # Cancelled (or worse) mid-attempt: the attempt is still on record, and
+                        # a half-open circuit gets its probe slot back.
+                        if probe and breaker is not None and origin is not None:
+                            breaker.abandon(origin)
+                        if handle._attempts > len(history):
+                            history.append(
+                                AttemptRecord(
+                                    context.attempt_number,
+                                    attempt_start - context.started_at,
+                                    time.monotonic() - attempt_start,
+                                    None if trace is None else trace.phase,
+                                    type(interrupted).__name__,
+                                    None,
+                                    0.0,
+                                )
+                            )
+                        raise
                     duration = time.monotonic() - attempt_start
                     if breaker is not None and origin is not None:
                         failed = exc is not None or (
