@@ -197,9 +197,7 @@ def test_budget_rejects_non_numbers(kwargs: dict[str, Any], field: str) -> None:
 def test_budget_repr_shows_its_settings() -> None:
     """The repr shows the ratio, the trickle, the cap and the tokens left."""
     budget = RetryBudget(0.5, min_per_second=1.0, max_tokens=4.0, clock=FakeClock())
-    assert "RetryBudget(ratio=0.5, min_per_second=1.0, max_tokens=4.0, tokens=1.00)" == repr(
-        budget
-    )
+    assert "RetryBudget(ratio=0.5, min_per_second=1.0, max_tokens=4.0, tokens=1.00)" == repr(budget)
 
 
 operations = st.lists(
@@ -492,9 +490,13 @@ async def test_breaker_opens_fails_fast_and_closes_after_a_probe(server: LocalSe
     with anyio.fail_after(15):
         async with AsyncResilientClient(circuit_breaker=breaker) as client:
             events = _record(client, *CIRCUIT_EVENTS)
-            failures = [await (await client.get(url, context=_once())).wait_result() for _ in range(3)]
+            failures = [
+                await (await client.get(url, context=_once())).wait_result() for _ in range(3)
+            ]
             opened = client.stats()
-            rejected = [await (await client.get(url, context=_once())).wait_result() for _ in range(5)]
+            rejected = [
+                await (await client.get(url, context=_once())).wait_result() for _ in range(5)
+            ]
             after_rejections = client.stats()
             await server.start_listening()
             still_open = await (await client.get(url, context=_once())).wait_result()
@@ -654,23 +656,31 @@ async def test_breaker_half_open_lets_one_probe_through(server: LocalServer) -> 
     assert CircuitState.CLOSED == breaker.state(origin)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _engine.py calls breaker.record() only after `except Exception`; a probe "
-    "attempt ended by cancellation (deadline, handle.cancel()) never releases its half-open "
-    "slot, so the circuit stays HALF_OPEN and refuses every later request forever",
-)
-async def test_cancelled_probe_frees_its_slot(server: LocalServer) -> None:
-    """A probe cut off by its deadline does not leave the circuit stuck half-open."""
+@pytest.mark.parametrize("how", ["deadline", "cancel"])
+async def test_cancelled_probe_frees_its_slot(server: LocalServer, how: str) -> None:
+    """A probe cut off by its deadline or cancelled does not leave the circuit stuck half-open."""
     clock = FakeClock()
     breaker = CircuitBreaker(failure_threshold=1, recovery_time=5.0, clock=clock)
+    origin = _origin(server)
     with anyio.fail_after(15):
         async with AsyncResilientClient(circuit_breaker=breaker) as client:
             await (await client.get(server.url_for("/status/500"), context=_once()))
             clock.advance(5.0)
-            slow = RequestContext(max_retries=0, total_timeout=0.2)
-            probe = await (await client.get(server.url_for("/delay/5"), context=slow)).wait_result()
-            clock.advance(5.0)
+            total_timeout = 0.2 if how == "deadline" else None
+            slow = RequestContext(max_retries=0, total_timeout=total_timeout)
+            handle = await client.get(server.url_for("/delay/5"), context=slow)
+            if how == "cancel":
+                for _ in range(500):
+                    if 1 == server.hits["/delay/5"]:
+                        break
+                    await anyio.sleep(0.01)
+                handle.cancel()
+            probe = await handle.wait_result()
+            half_open = breaker.state(origin)
             later = await (await client.get(server.url_for("/"), context=_once())).wait_result()
-    assert RequestStatus.ERROR == probe.status
+    expected = RequestStatus.ERROR if how == "deadline" else RequestStatus.CANCELLED
+    assert (expected, 1) == (probe.status, probe.attempts)
+    assert 1 == len(probe.history)
+    assert CircuitState.HALF_OPEN == half_open
     assert (RequestStatus.SUCCESS, 200) == (later.status, later.status_code)
+    assert CircuitState.CLOSED == breaker.state(origin)

@@ -354,9 +354,7 @@ def test_rate_limit_reset_epoch_round_trip(reset: int, now: int) -> None:
         pytest.param({}, None, id="none"),
         pytest.param({"Retry-After": "5"}, 5.0, id="retry-after"),
         pytest.param({"Retry-After": "5", "RateLimit-Reset": "9"}, 5.0, id="retry-after-first"),
-        pytest.param(
-            {"Retry-After": "5", "X-RateLimit-Reset": "9"}, 5.0, id="retry-after-over-x"
-        ),
+        pytest.param({"Retry-After": "5", "X-RateLimit-Reset": "9"}, 5.0, id="retry-after-over-x"),
         pytest.param({"Retry-After": "soon", "RateLimit-Reset": "9"}, 9.0, id="bad-retry-after"),
         pytest.param({"RateLimit-Reset": "9", "X-RateLimit-Reset": "4"}, 9.0, id="ratelimit"),
         pytest.param({"RateLimit-Reset": "-1", "X-RateLimit-Reset": "4"}, 4.0, id="bad-ratelimit"),
@@ -510,12 +508,8 @@ async def test_no_retry_after_leaves_the_backoff(server: LocalServer) -> None:
         pytest.param({"ratelimit_reset": "0.05"}, 0.05, id="RateLimit-Reset-fraction"),
         pytest.param({"x_ratelimit_reset": "0"}, 0.0, id="X-RateLimit-Reset-0"),
         pytest.param({"x_ratelimit_reset": "1000000000"}, 0.0, id="X-RateLimit-Reset-epoch"),
-        pytest.param(
-            {"retry_after": "0", "ratelimit_reset": "20"}, 0.0, id="Retry-After-precedes"
-        ),
-        pytest.param(
-            {"retry_after": "later", "x_ratelimit_reset": "0"}, 0.0, id="bad-Retry-After"
-        ),
+        pytest.param({"retry_after": "0", "ratelimit_reset": "20"}, 0.0, id="Retry-After-precedes"),
+        pytest.param({"retry_after": "later", "x_ratelimit_reset": "0"}, 0.0, id="bad-Retry-After"),
     ],
 )
 async def test_rate_limit_reset_is_honoured(

@@ -604,15 +604,15 @@ async def test_post_reaches_a_recovering_server_exactly_once(server: LocalServer
     await server.stop_listening()
     context = RequestContext(max_retries=100, base_delay=0.005, max_delay=0.01)
     with anyio.fail_after(15):
-        async with AsyncResilientClient() as client:
-            async with client.events(EventType.RETRY) as stream:
-                handle = await client.post(
-                    server.url_for("/once"), content=b"payload", context=context
-                )
-                async for _event in stream:
-                    break
-                await server.start_listening()
-                result = await handle.wait_result()
+        async with (
+            AsyncResilientClient() as client,
+            client.events(EventType.RETRY) as stream,
+        ):
+            handle = await client.post(server.url_for("/once"), content=b"payload", context=context)
+            async for _event in stream:
+                break
+            await server.start_listening()
+            result = await handle.wait_result()
     assert RequestStatus.SUCCESS == result.status
     assert result.response is not None
     assert ("POST", "payload") == (result.response.json()["method"], result.response.json()["body"])
@@ -654,7 +654,7 @@ async def test_marked_post_is_retried_after_a_read_failure(
     server: LocalServer, path: str, marking: str
 ) -> None:
     """A POST marked idempotent (key header or context flag) is resent after a drop or reset."""
-    headers = {"Idempotency-Key": "pay-7"} if marking == "header" else None
+    headers: dict[str, str] = {"Idempotency-Key": "pay-7"} if marking == "header" else {}
     client_headers = {"Idempotency-Key": "pay-7"} if marking == "client-header" else None
     context = RequestContext(max_retries=2, idempotent=True if marking == "context" else None)
     with anyio.fail_after(15):
@@ -819,9 +819,9 @@ async def test_history_of_refused_connections(refused_url: str, policy: RetryPol
             retries = _record(client, EventType.RETRY)
             handle = await client.get(refused_url, context=context)
             result = await handle.wait_result()
-    assert [(1, "connect", "ConnectError", None), (2, "connect", "ConnectError", None)] + [
-        (3, "connect", "ConnectError", None)
-    ] == [(a.number, a.phase, a.error, a.status_code) for a in result.history]
+    assert [(n, "connect", "ConnectError", None) for n in (1, 2, 3)] == [
+        (a.number, a.phase, a.error, a.status_code) for a in result.history
+    ]
     delays = [e.data["delay"] for e in sorted(retries, key=lambda e: e.data["attempt"])]
     assert [*delays, 0.0] == [a.sleep for a in result.history]
     assert all("retry_after" not in e.data for e in retries)
@@ -927,7 +927,10 @@ async def test_reused_disconnect_of_a_get_is_retried_once(server: LocalServer) -
 # -- clean retries ----------------------------------------------------------------------------
 
 
-async def test_retried_responses_are_closed(server: LocalServer) -> None:
+@pytest.mark.parametrize("max_response_bytes", [None, 100_000], ids=["read", "streamed-capped"])
+async def test_retried_responses_are_closed(
+    server: LocalServer, max_response_bytes: int | None
+) -> None:
     """Each retried response is closed and its connection reused by the next attempt."""
     responses: list[httpx.Response] = []
 
@@ -939,6 +942,7 @@ async def test_retried_responses_are_closed(server: LocalServer) -> None:
             retry_policy=TRANSIENT,
             limits=httpx.Limits(max_connections=1),
             event_hooks={"response": [keep]},
+            max_response_bytes=max_response_bytes,
         ) as client:
             first = await client.get(_sequence(server, "k", "503,503,200"))
             result = await first.wait_result()
@@ -985,17 +989,19 @@ async def test_streaming_body_is_retried_after_a_refusal(server: LocalServer) ->
     await server.stop_listening()
     context = RequestContext(max_retries=100, base_delay=0.005, max_delay=0.01)
     with anyio.fail_after(15):
-        async with AsyncResilientClient(retry_policy=TRANSIENT) as client:
-            async with client.events(EventType.RETRY) as stream:
-                handle = await client.post(
-                    server.url_for("/upload"),
-                    content=_chunks([b"part-1;", b"part-2;", b"part-3"]),
-                    context=context,
-                )
-                async for _event in stream:
-                    break
-                await server.start_listening()
-                result = await handle.wait_result()
+        async with (
+            AsyncResilientClient(retry_policy=TRANSIENT) as client,
+            client.events(EventType.RETRY) as stream,
+        ):
+            handle = await client.post(
+                server.url_for("/upload"),
+                content=_chunks([b"part-1;", b"part-2;", b"part-3"]),
+                context=context,
+            )
+            async for _event in stream:
+                break
+            await server.start_listening()
+            result = await handle.wait_result()
     assert result.response is not None
     assert (200, "part-1;part-2;part-3") == (
         result.response.status_code,
@@ -1053,7 +1059,9 @@ async def test_http_client_whose_transport_retries_warns() -> None:
 async def test_backoff_jitter_over_loopback(server: LocalServer, jitter: str) -> None:
     """The RETRY delays of a 503 storm follow the Backoff's jitter within its bounds."""
     base, factor, cap = 0.001, 2.0, 0.006
-    policy = RetryPolicy.transient(backoff=Backoff(base=base, factor=factor, cap=cap, jitter=jitter))
+    policy = RetryPolicy.transient(
+        backoff=Backoff(base=base, factor=factor, cap=cap, jitter=jitter)
+    )
     with anyio.fail_after(15):
         async with AsyncResilientClient(retry_policy=policy) as client:
             retries = _record(client, EventType.RETRY)
