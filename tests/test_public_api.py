@@ -59,8 +59,9 @@ def test_exported_classes_and_functions_report_the_public_module() -> None:
 
 
 def test_testing_exports_the_server_helpers() -> None:
-    """The testing module exports the server, its request record, instant_retries and refusing_url."""
+    """The testing module exports the server, its request record and the two helpers."""
     assert [
+        "FaultMix",
         "LocalServer",
         "RecordedRequest",
         "instant_retries",

@@ -216,12 +216,6 @@ def test_unusable_values_are_none(value: str | None) -> None:
     assert None is parse_retry_after(value, now=NOW)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _retry_after.py parse_retry_after reads a zone-less date (asctime, or "
-    "'-0000') with email.utils.parsedate_to_datetime, which returns a naive datetime, then "
-    "calls .timestamp(), which assumes *local* time; RFC 9110 dates are always GMT",
-)
 @pytest.mark.parametrize("zone", ["EST5", "JST-9"])
 def test_asctime_date_is_gmt_whatever_the_local_zone(zone: str) -> None:
     """An asctime date means GMT even when the process runs in another time zone."""

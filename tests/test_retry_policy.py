@@ -206,6 +206,16 @@ def test_policy_normalises_its_collections() -> None:
     assert frozenset({"GET", "POST"}) == policy.idempotent_methods
 
 
+@pytest.mark.parametrize(
+    "methods",
+    [pytest.param("POST", id="bare-str"), pytest.param(frozenset({1}), id="int-item")],
+)
+def test_idempotent_methods_are_checked(methods: object) -> None:
+    """idempotent_methods must be a collection of method names: anything else is a TypeError."""
+    with pytest.raises(TypeError, match="idempotent_methods"):
+        RetryPolicy(idempotent_methods=methods)  # type: ignore[arg-type]
+
+
 def test_default_policy_retries_connection_errors_only() -> None:
     """The default policy retries connect errors, no status, and is recognised as default."""
     policy = RetryPolicy()
@@ -621,6 +631,30 @@ async def test_post_reaches_a_recovering_server_exactly_once(server: LocalServer
     assert "connect" == result.history[0].phase
 
 
+async def test_post_is_retried_after_a_pool_timeout(server: LocalServer) -> None:
+    """A PoolTimeout proves the POST never left: the preset resends it once a slot frees."""
+    limits = httpx.Limits(max_connections=1)
+    timeout = httpx.Timeout(5.0, pool=0.05)
+    context = RequestContext(max_retries=200)
+    with anyio.fail_after(15):
+        async with (
+            httpx.AsyncClient(limits=limits, timeout=timeout) as http_client,
+            AsyncResilientClient(http_client=http_client, retry_policy=TRANSIENT) as client,
+        ):
+            slow = await client.get(server.url_for("/delay/0.3"), context=RequestContext())
+            for _ in range(500):
+                if 1 == server.hits["/delay/0.3"]:
+                    break
+                await anyio.sleep(0.01)
+            handle = await client.post(server.url_for("/pooled"), content=b"x", context=context)
+            result = await handle.wait_result()
+            await slow.wait_result()
+    assert (RequestStatus.SUCCESS, 200) == (result.status, result.status_code)
+    assert result.attempts >= 2
+    assert ("connect", "PoolTimeout") == (result.history[0].phase, result.history[0].error)
+    assert 1 == server.hits["/pooled"]
+
+
 @pytest.mark.parametrize(
     ("path", "error_type"),
     [("/reset", httpx.ReadError), ("/drop", httpx.RemoteProtocolError)],
@@ -761,13 +795,6 @@ async def test_predicate_returning_none_defers_to_the_rules(server: LocalServer)
     assert [(200, 2), (503, 1)] == [(r.status_code, r.attempts) for r in results]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an exception raised by RetryPolicy.predicate escapes Engine.run into the "
-    "client's task group (_engine.py, retrying.retries_error/retries_response are called "
-    "outside the try/except around the attempt) and crashes the client, cancelling "
-    "unrelated requests",
-)
 async def test_raising_predicate_fails_only_its_own_request(server: LocalServer) -> None:
     """A predicate that raises ends its own request with that error; others go on."""
 
@@ -843,12 +870,6 @@ async def test_history_of_read_failures(server: LocalServer, path: str, error: s
     assert 0.0 == result.history[-1].sleep
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _phases.py _phase_of_step maps httpcore's cleanup step "
-    "'http11.response_closed.started' (emitted after 'receive_response_headers.failed') to "
-    "'body', so a failure while waiting for the headers is recorded as 'body'",
-)
 @pytest.mark.parametrize("path", ["/drop", "/reset"])
 async def test_failure_before_headers_is_in_the_response_headers_phase(
     server: LocalServer, path: str
@@ -861,12 +882,6 @@ async def test_failure_before_headers_is_in_the_response_headers_phase(
     assert ["response_headers"] == [a.phase for a in result.history]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: AttemptTrace takes the phase of the last step started, and httpcore's "
-    "'http11.response_closed' cleanup step (mapped to 'body' by _phases.py _phase_of_step) "
-    "overwrites 'response_headers', so is_reused_disconnect is never true",
-)
 async def test_attempt_trace_keeps_the_phase_that_failed() -> None:
     """Replaying httpcore's steps of a reused-connection disconnect keeps response_headers."""
     trace = AttemptTrace(None)
@@ -906,12 +921,6 @@ async def test_reused_disconnect_of_a_plain_post_is_not_retried(server: LocalSer
     assert (1, 1, 1) == (result.attempts, server.hits["/drop"], server.connections)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the phase of a disconnect before any response byte is recorded as 'body' "
-    "(_phases.py _phase_of_step maps 'http11.response_closed'), so "
-    "AttemptTrace.is_reused_disconnect is False and retry_reused_disconnects never applies",
-)
 async def test_reused_disconnect_of_a_get_is_retried_once(server: LocalServer) -> None:
     """A GET dropped on a reused keep-alive connection is resent (on a new connection)."""
     policy = RetryPolicy(retry_reused_disconnects=True, backoff=FAST)
@@ -1036,12 +1045,6 @@ async def test_no_transport_warning_by_default() -> None:
         await client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _client.py calls _warn_if_transport_retries only when it builds its own "
-    "httpx client; http_client=httpx.AsyncClient(transport=AsyncHTTPTransport(retries=N)) "
-    "multiplies attempts without a warning",
-)
 async def test_http_client_whose_transport_retries_warns() -> None:
     """A given http_client whose transport retries warns like a given transport does."""
     http_client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(retries=2))

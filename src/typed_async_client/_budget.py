@@ -9,7 +9,8 @@ It is a token bucket. Each request admitted deposits ``ratio`` tokens; each retr
 ``min_per_second`` tokens trickle in with time so that a quiet client can still retry; the
 bucket holds at most ``max_tokens``. A retry that finds less than one token is refused: the
 request ends after its current attempt, with that attempt's outcome. Over any stretch of time,
-retries <= ratio * requests + min_per_second * seconds + max_tokens (the initial fill).
+retries <= ratio * requests + min_per_second * seconds + min(max_tokens, min_per_second)
+(the initial fill).
 """
 
 from __future__ import annotations

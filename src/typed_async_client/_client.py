@@ -256,6 +256,7 @@ class AsyncResilientClient(VerbMethods):
                 )
             self._client = http_client
             self._owns_client = False
+            _warn_if_transport_retries(getattr(http_client, "_transport", None))
         else:
             self._client = httpx.AsyncClient(
                 timeout=timeout,

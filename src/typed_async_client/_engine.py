@@ -305,15 +305,25 @@ class Engine:
                         )
                         changed = breaker.record(origin, failed=failed, probe=probe)
                         self._circuit_event(changed, context, origin)
-                    if exc is not None:
-                        phase: str | None = (
-                            trace.phase if trace is not None else phase_of_error(exc)
+                    phase = None
+                    try:
+                        if exc is not None:
+                            phase = trace.phase if trace is not None else phase_of_error(exc)
+                            retry, _why = retrying.retries_error(exc, context, trace)
+                        else:
+                            assert response is not None
+                            retry = retrying.retries_response(response, context)
+                    except Exception as predicate_error:
+                        # The policy's predicate raised: the user's bug ends this request
+                        # with that error (logged), never the client or the other requests.
+                        logger.exception(
+                            "the retry predicate raised for request %r", context.request_id
                         )
-                        retry, _why = retrying.retries_error(exc, context, trace)
-                    else:
-                        assert response is not None
-                        phase = None
-                        retry = retrying.retries_response(response, context)
+                        final_error = predicate_error
+                        if response is not None:
+                            await _close_quietly(response)
+                            response = None
+                        retry = False
 
                     status_code = None if response is None else response.status_code
                     error_name = None if exc is None else type(exc).__name__
@@ -321,11 +331,6 @@ class Engine:
 
                     if not retry:
                         history.append(AttemptRecord(*attempt, phase, error_name, status_code, 0.0))
-                        break
-                    if self.budget is not None and not self.budget.try_spend():
-                        history.append(AttemptRecord(*attempt, phase, error_name, status_code, 0.0))
-                        if bus.wants(EventType.BUDGET_EXHAUSTED):
-                            bus.emit(AsyncEvent(EventType.BUDGET_EXHAUSTED, context, error=exc))
                         break
                     delay = retrying.next_delay(context)
                     requested: float | None = None
@@ -352,6 +357,12 @@ class Engine:
                         if response is not None:
                             await _close_quietly(response)
                             response = None
+                        break
+                    # Spent last: only a retry that will really happen takes a token.
+                    if self.budget is not None and not self.budget.try_spend():
+                        history.append(AttemptRecord(*attempt, phase, error_name, status_code, 0.0))
+                        if bus.wants(EventType.BUDGET_EXHAUSTED):
+                            bus.emit(AsyncEvent(EventType.BUDGET_EXHAUSTED, context, error=exc))
                         break
                     history.append(AttemptRecord(*attempt, phase, error_name, status_code, delay))
                     following = context.next_attempt()

@@ -58,19 +58,24 @@ class AttemptTrace:
         new_connection: whether this attempt opened a connection (``False``: a reused one).
     """
 
-    __slots__ = ("_inner", "new_connection", "phase")
+    __slots__ = ("_failed", "_inner", "new_connection", "phase")
 
     def __init__(self, inner: TraceCallback | None) -> None:
         self._inner = inner
         self.phase = "connect"
         self.new_connection = False
+        self._failed = False
 
     async def __call__(self, name: str, info: Mapping[str, Any]) -> None:
         if name.startswith("connection.connect_tcp"):
             self.new_connection = True
-        phase = _phase_of_step(name)
-        if phase is not None:
-            self.phase = phase
+        if not self._failed:
+            # After a step fails, httpcore still runs cleanup steps (response_closed...):
+            # the phase stays the one that failed.
+            phase = _phase_of_step(name)
+            if phase is not None:
+                self.phase = phase
+            self._failed = name.endswith(".failed")
         if self._inner is not None:
             await self._inner(name, info)
 

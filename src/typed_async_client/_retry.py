@@ -199,6 +199,14 @@ class RetryPolicy:
                     f"retry_statuses must hold HTTP statuses (100-599), got {status!r}"
                 )
         object.__setattr__(self, "retry_statuses", statuses)
+        given: object = self.idempotent_methods
+        if isinstance(given, str):
+            raise TypeError(
+                f"idempotent_methods must be a collection of method names, not a str: got {given!r}"
+            )
+        for method in self.idempotent_methods:
+            if not isinstance(method, str) or not method:
+                raise TypeError(f"idempotent_methods must hold method names, got {method!r}")
         methods = frozenset(m.upper() for m in self.idempotent_methods)
         object.__setattr__(self, "idempotent_methods", methods)
         if self.predicate is not None and not callable(self.predicate):

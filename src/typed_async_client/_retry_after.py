@@ -8,6 +8,7 @@ malformed value is ignored (``None``), so the computed backoff applies instead.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import math
 import time
@@ -54,6 +55,9 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if when.tzinfo is None:
+        # asctime dates (and "-0000") carry no zone; HTTP dates are always GMT (RFC 9110).
+        when = when.replace(tzinfo=datetime.timezone.utc)
     try:
         target = when.timestamp()
     except (OverflowError, OSError, ValueError):

@@ -64,9 +64,12 @@ class Observed:
         with anyio.fail_after(30):
             results = await self.results()
             await self.client.wait_for_all_requests()
-            # Let the dispatcher deliver what is queued before counting events.
-            for _ in range(100):
-                if self.client.stats().events_pending == 0:
+            # Let the dispatcher deliver what is queued before counting events (an event can
+            # be handed straight to the waiting dispatcher, so wait for the count itself).
+            for _ in range(200):
+                stats = self.client.stats()
+                delivered = sum(e.event_type in FINAL_EVENTS for e in self.events)
+                if delivered + stats.events_dropped >= len(self.handles):
                     break
                 await anyio.sleep(0.01)
         stats = self.client.stats()

@@ -22,6 +22,9 @@ process (``python -m typed_async_client.testing``). Routes:
 * ``/big/{n}``: a body of ``n`` bytes (at most 64 MiB), streamed in small chunks;
 * ``/gzip-bomb/{n}``: a gzip body (``Content-Encoding: gzip``) that decodes to ``n`` zero bytes
   (at most 1 GiB), built once per size;
+* ``/mix`` and ``/mix/{anything}``: with a :class:`FaultMix` (``LocalServer(fault_mix=...)``),
+  each request gets a fault drawn from the mix's seeded random sequence (counted in
+  :attr:`LocalServer.fault_counts`), else the default route's answer;
 * anything else: ``200`` with a JSON echo of the request (method, path, query, headers, body).
 
 A malformed parameter of the fault routes gets a ``400`` with a JSON error; an answer with a
@@ -36,6 +39,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import random
 import re
 import socket
 import struct
@@ -44,8 +48,9 @@ import zlib
 from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, NamedTuple
+from typing import ClassVar, Final, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
@@ -96,6 +101,101 @@ class _BadRequest(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class FaultMix:
+    """
+    A seeded random mix of faults for the ``/mix`` routes of a :class:`LocalServer`.
+
+    Each field but ``seed`` and ``delay_seconds`` is the probability that a request gets that
+    fault; the rest of the time (``1 - total``) it gets a normal answer, counted as ``"ok"``.
+    The server draws one fault per request from ``random.Random(seed)``, in the order the
+    requests reach it: for a given seed, the ``n``-th request to a ``/mix`` route always gets
+    the ``n``-th fault of :meth:`draws`, whatever its path, method or connection. Only the
+    order in which concurrent requests arrive can vary, not the sequence.
+
+    Attributes:
+        seed: the seed of the server's random generator.
+        reset: abort the connection with a RST, no response byte (``/reset``).
+        drop: close the connection with a FIN, no response byte (``/drop``).
+        truncate: announce the echo's length plus 100 bytes, send half of the echo, then close
+            (an incomplete body).
+        status_500: answer ``500 Internal Server Error``.
+        status_503: answer ``503 Service Unavailable``.
+        status_429: answer ``429 Too Many Requests`` (no ``Retry-After``).
+        delay: wait ``delay_seconds``, then answer normally.
+        close: answer normally, then close the connection (``Connection: close``).
+        delay_seconds: the wait of the ``delay`` fault, in seconds (at most 60).
+
+    Raises:
+        ValueError: a probability outside ``[0, 1]`` or NaN, probabilities adding up to more
+            than 1, or a negative, NaN or too long ``delay_seconds``.
+        TypeError: a field of the wrong type.
+    """
+
+    #: The fault kinds, in the order the draw walks them; ``"ok"`` is a normal answer.
+    KINDS: ClassVar[tuple[str, ...]] = (
+        "reset",
+        "drop",
+        "truncate",
+        "status_500",
+        "status_503",
+        "status_429",
+        "delay",
+        "close",
+    )
+
+    seed: int = 0
+    reset: float = 0.0
+    drop: float = 0.0
+    truncate: float = 0.0
+    status_500: float = 0.0
+    status_503: float = 0.0
+    status_429: float = 0.0
+    delay: float = 0.0
+    close: float = 0.0
+    delay_seconds: float = 0.05
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
+        for kind in self.KINDS:
+            value = getattr(self, kind)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{kind} must be a probability, got {type(value).__name__}")
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{kind} must be a probability from 0 to 1, got {value!r}")
+        if self.total > 1.0 + 1e-9:
+            raise ValueError(f"the probabilities add up to {self.total!r}, more than 1")
+        seconds = self.delay_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"delay_seconds must be a number, got {type(seconds).__name__}")
+        if not 0.0 <= seconds <= _MAX_DELAY:
+            raise ValueError(f"delay_seconds must be from 0 to {_MAX_DELAY}, got {seconds!r}")
+
+    @property
+    def total(self) -> float:
+        """The probability that a request gets some fault (``"close"`` and ``"delay"`` count)."""
+        return math.fsum(getattr(self, kind) for kind in self.KINDS)
+
+    def draw(self, rng: random.Random) -> str:
+        """The next fault kind (one of :attr:`KINDS`, or ``"ok"``), using one ``rng.random()``."""
+        point = rng.random()
+        threshold = 0.0
+        for kind in self.KINDS:
+            probability: float = getattr(self, kind)
+            threshold += probability
+            if probability and point < threshold:
+                return kind
+        return "ok"
+
+    def draws(self, count: int) -> list[str]:
+        """The faults the first ``count`` requests to a ``/mix`` route get, in order."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"count must be an int >= 0, got {count!r}")
+        rng = random.Random(self.seed)
+        return [self.draw(rng) for _ in range(count)]
+
+
 class RecordedRequest(NamedTuple):
     """A request that reached a :class:`LocalServer`: method, path (no query), header pairs."""
 
@@ -122,16 +222,25 @@ class LocalServer:
         host: the loopback address to listen on (``127.0.0.1`` or ``::1``).
         port: the port; ``0`` picks a free one.
         record_limit: how many of the latest requests :attr:`requests` keeps.
+        fault_mix: the faults of the ``/mix`` routes (see :class:`FaultMix`); without one they
+            answer like the default route.
 
     Attributes:
         hits: the number of requests that reached each path (without the query).
         sequence_hits: the number of valid requests to each ``/sequence/{key}``, per key.
         requests: the latest requests that reached the server, oldest first.
         connections: the number of connections accepted.
+        fault_counts: the number of ``/mix`` requests that got each fault kind (``"ok"`` for
+            a normal answer) since the mix was set.
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, record_limit: int = _RECORD_LIMIT
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        record_limit: int = _RECORD_LIMIT,
+        fault_mix: FaultMix | None = None,
     ) -> None:
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError(f"host must be a loopback address, got {host!r}")
@@ -143,6 +252,10 @@ class LocalServer:
         self.sequence_hits: Counter[str] = Counter()
         self.requests: deque[RecordedRequest] = deque(maxlen=record_limit)
         self.connections = 0
+        self.fault_counts: Counter[str] = Counter()
+        self._fault_mix: FaultMix | None = None
+        self._fault_rng = random.Random()
+        self.set_fault_mix(fault_mix)
         self._tg: TaskGroup | None = None
         self._accept_scope: anyio.CancelScope | None = None
         self._accept_done: anyio.Event | None = None
@@ -160,6 +273,22 @@ class LocalServer:
     def refusing(self) -> bool:
         """Whether the server refuses new connections (after :meth:`stop_listening`)."""
         return self._tg is not None and self._accept_scope is None
+
+    @property
+    def fault_mix(self) -> FaultMix | None:
+        """The fault mix of the ``/mix`` routes, if any."""
+        return self._fault_mix
+
+    def set_fault_mix(self, fault_mix: FaultMix | None) -> None:
+        """
+        Replace the fault mix (``None``: no faults): its sequence starts over from its seed and
+        :attr:`fault_counts` is reset.
+        """
+        if fault_mix is not None and not isinstance(fault_mix, FaultMix):
+            raise TypeError(f"fault_mix must be a FaultMix, got {type(fault_mix).__name__}")
+        self._fault_mix = fault_mix
+        self._fault_rng = random.Random(0 if fault_mix is None else fault_mix.seed)
+        self.fault_counts = Counter()
 
     def url_for(self, path: str) -> str:
         """The absolute URL of ``path`` on this server."""
@@ -301,6 +430,8 @@ class LocalServer:
         keep_alive = version == "HTTP/1.1" and fields.get("connection", "").lower() != "close"
         if path == "/close":
             keep_alive = False
+        if self._fault_mix is not None and (path == "/mix" or path.startswith("/mix/")):
+            return await self._serve_mix(stream, method, target, headers, body, keep_alive)
         handled = await self._serve_fault(stream, method, target, keep_alive)
         if handled is not None:
             return handled
@@ -417,11 +548,7 @@ class LocalServer:
         parts = [part for part in split.path.split("/") if part]
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         if parts == ["reset"]:
-            # SO_LINGER on with a zero timeout: close() sends a RST instead of a FIN.
-            stream.extra(SocketAttribute.raw_socket).setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO
-            )
-            await stream.aclose()
+            await _reset(stream)
             return False
         if parts == ["drop"]:
             await self._close_gracefully(stream)
@@ -436,6 +563,45 @@ class LocalServer:
             return None
         await self._respond(stream, method, status, extra, payload, keep_alive=keep_alive)
         return keep_alive
+
+    async def _serve_mix(
+        self,
+        stream: SocketStream,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        keep_alive: bool,
+    ) -> bool:
+        """Serve a ``/mix`` request with the next fault of the mix; return whether to keep on."""
+        assert self._fault_mix is not None
+        kind = self._fault_mix.draw(self._fault_rng)
+        self.fault_counts[kind] += 1
+        if kind == "reset":
+            await _reset(stream)
+            return False
+        if kind == "drop":
+            await self._close_gracefully(stream)
+            return False
+        if kind.startswith("status_"):
+            status = int(kind.removeprefix("status_"))
+            payload = json.dumps({"fault": kind, "status": status}).encode()
+            await self._respond(stream, method, status, [], payload, keep_alive=keep_alive)
+            return keep_alive
+        if kind == "delay":
+            await anyio.sleep(self._fault_mix.delay_seconds)
+        elif kind == "close":
+            keep_alive = False
+        status, extra, payload = await self._route(method, target, headers, body)
+        if kind != "truncate":
+            await self._respond(stream, method, status, extra, payload, keep_alive=keep_alive)
+            return keep_alive
+        cut = payload[: len(payload) // 2]
+        await self._respond(
+            stream, method, status, extra, cut, keep_alive=False, length=len(payload) + 100
+        )
+        await self._close_gracefully(stream)
+        return False
 
     def _sequence(
         self, key: str, query: dict[str, str]
@@ -566,6 +732,14 @@ class LocalServer:
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
         await stream.aclose()
+
+
+async def _reset(stream: SocketStream) -> None:
+    """Abort the connection: SO_LINGER on with a zero timeout makes close() send a RST."""
+    stream.extra(SocketAttribute.raw_socket).setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO
+    )
+    await stream.aclose()
 
 
 def _error(message: str) -> tuple[int, list[tuple[str, str]], bytes]:
