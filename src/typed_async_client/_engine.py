@@ -195,10 +195,18 @@ class Engine:
         self.attempts += 1
         handle._attempts += 1
         start_attempt()
-        if self.attempt_limiter is None:
+        limiter = self.attempt_limiter
+        if limiter is None:
             return await self._send(method, url, kwargs)
-        async with self.attempt_limiter:
+        try:
+            # A free slot is taken without yielding to the event loop (acquire() always does).
+            limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await limiter.acquire()
+        try:
             return await self._send(method, url, kwargs)
+        finally:
+            limiter.release()
 
     async def _send(
         self, method: str, url: httpx.URL | str, kwargs: dict[str, Any]

@@ -189,6 +189,7 @@ class RetryPolicy:
     backoff: Backoff | None = None
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
     retry_reused_disconnects: bool = False
+    _is_default: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retry_on", _exception_types(self.retry_on))
@@ -218,6 +219,14 @@ class RetryPolicy:
             raise TypeError(f"max_retry_after must be a number, got {type(value).__name__}")
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"max_retry_after must be a finite number >= 0, got {value}")
+        # Computed once: the engine asks for every request.
+        is_default = (
+            not self.retry_statuses
+            and self.predicate is None
+            and set(self.retry_on) <= set(RETRYABLE_ERRORS)
+            and not self.retry_reused_disconnects
+        )
+        object.__setattr__(self, "_is_default", is_default)
 
     @classmethod
     def transient(
@@ -247,12 +256,7 @@ class RetryPolicy:
     @property
     def is_default(self) -> bool:
         """Whether the policy retries connection errors only, as the default one does."""
-        return (
-            not self.retry_statuses
-            and self.predicate is None
-            and set(self.retry_on) <= set(RETRYABLE_ERRORS)
-            and not self.retry_reused_disconnects
-        )
+        return self._is_default
 
     def retries_error(
         self, exc: Exception, decision: RetryDecisionInput, *, reused_disconnect: bool = False
