@@ -232,7 +232,7 @@ def test_default_policy_retries_connection_errors_only() -> None:
 
 
 def test_transient_preset_contents() -> None:
-    """transient() retries connect/pool errors, 429/502/503/504, read and protocol errors."""
+    """transient() retries connect/pool errors, 429/502/503/504, read errors and disconnects."""
     backoff = Backoff(base=0.1, cap=1.0, jitter="equal")
     policy = RetryPolicy.transient(backoff=backoff, max_retry_after=7.5)
     expected_errors = {
@@ -241,9 +241,9 @@ def test_transient_preset_contents() -> None:
         httpx.ConnectTimeout,
         httpx.PoolTimeout,
         httpx.ReadError,
-        httpx.RemoteProtocolError,
     }
     assert expected_errors == set(policy.retry_on)
+    assert policy.retry_disconnects
     assert frozenset({429, 502, 503, 504}) == policy.retry_statuses
     assert IDEMPOTENT == policy.idempotent_methods
     assert (backoff, 7.5, True) == (
@@ -270,14 +270,26 @@ def test_never_sent_errors_are_retried_for_every_method() -> None:
 
 
 def test_errors_after_sending_need_idempotency() -> None:
-    """A ReadError or RemoteProtocolError is retried only for an idempotent request."""
+    """A ReadError or a server disconnect is retried only for an idempotent request."""
     policy = RetryPolicy.transient()
     for error in (
         httpx.ReadError("reset", request=_request()),
-        httpx.RemoteProtocolError("eof", request=_request()),
+        httpx.RemoteProtocolError(
+            "Server disconnected without sending a response.", request=_request()
+        ),
+        httpx.RemoteProtocolError(
+            "peer closed connection without sending complete message body", request=_request()
+        ),
     ):
         assert not policy.retries_error(error, _decision(error=error))
         assert policy.retries_error(error, _decision("GET", idempotent=True, error=error))
+
+
+def test_malformed_response_is_not_a_transient_failure() -> None:
+    """A protocol error other than a disconnect (a malformed response) is not retried."""
+    policy = RetryPolicy.transient()
+    error = httpx.RemoteProtocolError("illegal status line: b'garbage'", request=_request())
+    assert not policy.retries_error(error, _decision("GET", idempotent=True, error=error))
 
 
 def test_reused_disconnect_flag_is_for_idempotent_requests_only() -> None:
@@ -401,7 +413,9 @@ def test_streaming_body_rule() -> None:
     retrying = _retrying(TRANSIENT, "PUT", content=iter([b"a"]))
     context = RequestContext(max_retries=3)
     refused = httpx.ConnectError("refused", request=_request())
-    dropped = httpx.RemoteProtocolError("eof", request=_request())
+    dropped = httpx.RemoteProtocolError(
+        "Server disconnected without sending a response.", request=_request()
+    )
     assert (True, "") == retrying.retries_error(refused, context, None)
     assert (False, "the streaming body cannot be sent again") == retrying.retries_error(
         dropped, context, None

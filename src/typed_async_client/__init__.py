@@ -31,7 +31,10 @@ from ._exceptions import ClientStateError as ClientStateError
 from ._exceptions import DeadlineExceededError as DeadlineExceededError
 from ._exceptions import DuplicateRequestIdError as DuplicateRequestIdError
 from ._exceptions import RequestCancelledError as RequestCancelledError
+from ._exceptions import ResponseRejectedError as ResponseRejectedError
+from ._exceptions import ResponseTooLargeError as ResponseTooLargeError
 from ._exceptions import RetryAfterTooLongError as RetryAfterTooLongError
+from ._exceptions import TooManyEncodingsError as TooManyEncodingsError
 from ._exceptions import TransportRetriesWarning as TransportRetriesWarning
 from ._exceptions import TypedAsyncClientError as TypedAsyncClientError
 from ._handle import RequestHandle as RequestHandle
@@ -77,11 +80,14 @@ __all__ = [
     "RequestOptions",
     "RequestResult",
     "RequestStatus",
+    "ResponseRejectedError",
+    "ResponseTooLargeError",
     "RetryAfterTooLongError",
     "RetryBudget",
     "RetryDecisionInput",
     "RetryPolicy",
     "RetryPredicate",
+    "TooManyEncodingsError",
     "TransportRetriesWarning",
     "TypedAsyncClientError",
     "backoff_delay",

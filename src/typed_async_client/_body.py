@@ -6,10 +6,11 @@ one ``decompress`` call. When the client has ``max_response_bytes`` or
 ``max_content_encodings``, attempts stream the response and read it here instead:
 
 * more ``Content-Encoding`` codings than allowed: refused before reading a byte;
-* a single ``gzip``/``deflate`` coding (the bomb's shape): decoded here with zlib's
-  ``max_length``, so no more than the cap plus one 64 KiB step is ever held;
-* ``identity``, or other codings (``br``, ``zstd``, stacked ones within the limit): decoded by
-  httpx chunk by chunk and counted, so the cap is enforced after each decoded chunk.
+* ``gzip``/``deflate`` codings, stacked or not (the bomb's shapes): decoded here, stage by
+  stage, with zlib's ``max_length``, so no more than the cap plus one 64 KiB step per stage
+  is ever held;
+* other codings (``br``, ``zstd``): decoded by httpx chunk by chunk and counted, so the cap is
+  enforced after each decoded chunk.
 
 Past the cap the response is closed and ``ResponseTooLargeError`` raised. The body read is
 installed as the response's content, so ``response.content``, ``.text`` and ``.json()`` work as
@@ -19,14 +20,17 @@ after ``aread()``.
 from __future__ import annotations
 
 import zlib
+from collections.abc import AsyncIterator
 from typing import Final
 
 import httpx
 
-from ._exceptions import ResponseTooLargeError, TooManyEncodingsError
+from ._exceptions import ResponseRejectedError, ResponseTooLargeError, TooManyEncodingsError
 
 _STEP: Final[int] = 64 * 1024
 _ZLIB_WBITS: Final[dict[str, int]] = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16}
+_ZLIB_CODINGS: Final[frozenset[str]] = frozenset({"gzip", "x-gzip", "deflate"})
+_DRAIN_STEPS: Final[int] = 10_000
 
 
 def content_codings(response: httpx.Response) -> list[str]:
@@ -59,33 +63,59 @@ class _Collector:
         self.chunks.append(chunk)
 
 
-async def _read_zlib(response: httpx.Response, coding: str, collector: _Collector) -> None:
-    wbits = _ZLIB_WBITS.get(coding, zlib.MAX_WBITS)
-    decompressor = zlib.decompressobj(wbits)
-    first = True
-    async for raw in response.aiter_raw():
-        data = raw
-        while data:
-            try:
-                out = decompressor.decompress(data, collector.room())
-            except zlib.error as exc:
-                if first and coding == "deflate":
-                    # Some servers send raw deflate without the zlib wrapper (as httpx allows).
-                    decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
-                    first = False
-                    continue
-                raise httpx.DecodingError(str(exc), request=response.request) from exc
-            first = False
-            collector.add(out)
-            data = decompressor.unconsumed_tail
-    while True:
+class _Stage:
+    """One zlib decoding stage; ``deflate`` falls back to raw deflate, as httpx does."""
+
+    def __init__(self, coding: str, request: httpx.Request) -> None:
+        self._coding = coding
+        self._request = request
+        self._decompressor = zlib.decompressobj(_ZLIB_WBITS.get(coding, zlib.MAX_WBITS))
+        self._first = True
+
+    @property
+    def tail(self) -> bytes:
+        return self._decompressor.unconsumed_tail
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
         try:
-            out = decompressor.decompress(b"", collector.room())
+            out = self._decompressor.decompress(data, max_length)
         except zlib.error as exc:
-            raise httpx.DecodingError(str(exc), request=response.request) from exc
-        if not out:
-            break
-        collector.add(out)
+            if self._first and self._coding == "deflate":
+                # Some servers send raw deflate without the zlib wrapper (as httpx allows).
+                self._first = False
+                self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self.decompress(data, max_length)
+            raise httpx.DecodingError(str(exc), request=self._request) from exc
+        self._first = False
+        return out
+
+
+def _push(stages: list[_Stage], index: int, data: bytes, collector: _Collector) -> None:
+    """Decode ``data`` through ``stages[index:]``, never more than one step at a time."""
+    if index == len(stages):
+        collector.add(data)
+        return
+    stage = stages[index]
+    last = index == len(stages) - 1
+    while data:
+        out = stage.decompress(data, collector.room() if last else _STEP)
+        if out:
+            _push(stages, index + 1, out, collector)
+        data = stage.tail
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Run a response iterator to its end after the response was closed.
+
+    Abandoned half-way, httpx's nested async generators would be left to the garbage
+    collector (trio warns about each, httpx issue #3686); after ``aclose()`` the next step
+    raises, which unwinds them all properly.
+    """
+    for _ in range(_DRAIN_STEPS):
+        try:
+            await chunks.__anext__()
+        except (StopAsyncIteration, Exception):
+            return
 
 
 async def read_capped(
@@ -104,11 +134,27 @@ async def read_capped(
         if max_encodings is not None and len(codings) > max_encodings:
             raise TooManyEncodingsError(codings, max_encodings, response)
         collector = _Collector(max_bytes, response)
-        if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
-            await _read_zlib(response, codings[0], collector)
+        if all(coding in _ZLIB_CODINGS for coding in codings):
+            # Decoded here, outermost coding first, in bounded steps (zlib's max_length).
+            stages = [_Stage(coding, response.request) for coding in reversed(codings)]
+            chunks = response.aiter_raw()
+            try:
+                async for raw in chunks:
+                    _push(stages, 0, raw, collector)
+            except ResponseRejectedError:
+                await response.aclose()
+                await _drain(chunks)
+                raise
         else:
-            async for chunk in response.aiter_bytes():
-                collector.add(chunk)
+            # br, zstd...: httpx decodes each chunk whole; the cap applies after each one.
+            chunks = response.aiter_bytes()
+            try:
+                async for chunk in chunks:
+                    collector.add(chunk)
+            except ResponseRejectedError:
+                await response.aclose()
+                await _drain(chunks)
+                raise
         # httpx offers no public way to attach a body read this way; this is what aread() does.
         response._content = b"".join(collector.chunks)
     finally:

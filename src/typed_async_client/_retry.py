@@ -80,6 +80,19 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, RETRYABLE_ERRORS) and not is_tls_verification_failure(exc)
 
 
+def is_server_disconnect(exc: BaseException) -> bool:
+    """
+    Whether the server closed the connection before its response was complete.
+
+    httpcore and h11 say so in the message of their ``RemoteProtocolError``: "Server
+    disconnected without sending a response." or "peer closed connection without sending
+    complete message body". Other protocol errors are malformed responses.
+    """
+    return isinstance(
+        exc, (httpx.RemoteProtocolError, httpcore.RemoteProtocolError)
+    ) and "without sending" in str(exc)
+
+
 def is_never_sent(exc: BaseException) -> bool:
     """Whether the failure proves the request never reached the server."""
     return isinstance(exc, NEVER_SENT_ERRORS)
@@ -180,6 +193,11 @@ class RetryPolicy:
         retry_reused_disconnects: retry a ``RemoteProtocolError`` raised before any response
             byte on a reused keep-alive connection (the server closed it as we sent), for
             idempotent requests, even if ``RemoteProtocolError`` is not in ``retry_on``.
+        retry_disconnects: retry, for idempotent requests, a ``RemoteProtocolError`` raised
+            because the server closed the connection before its response was complete (no
+            byte at all, or a body cut short). Malformed responses (a garbage status line, a
+            bad chunk...) are other protocol errors, retried only if ``RemoteProtocolError``
+            is in ``retry_on``.
     """
 
     retry_on: tuple[type[Exception], ...] = RETRYABLE_ERRORS
@@ -189,6 +207,7 @@ class RetryPolicy:
     backoff: Backoff | None = None
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
     retry_reused_disconnects: bool = False
+    retry_disconnects: bool = False
     _is_default: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -225,6 +244,7 @@ class RetryPolicy:
             and self.predicate is None
             and set(self.retry_on) <= set(RETRYABLE_ERRORS)
             and not self.retry_reused_disconnects
+            and not self.retry_disconnects
         )
         object.__setattr__(self, "_is_default", is_default)
 
@@ -236,8 +256,11 @@ class RetryPolicy:
         A preset for common transient failures.
 
         ``ConnectError``, ``ConnectTimeout`` and ``PoolTimeout`` for every method; for
-        idempotent requests also 429, 502, 503, 504, ``ReadError`` and ``RemoteProtocolError``
-        (including a keep-alive connection closed by the server as the request was sent).
+        idempotent requests also 429, 502, 503, 504, ``ReadError``, and the
+        ``RemoteProtocolError`` of a server that closed the connection before its response was
+        complete (a dropped keep-alive connection, a body cut short). A malformed response is a
+        protocol error too, but sending the request again would get the same answer: it is
+        not retried.
         """
         return cls(
             retry_on=(
@@ -245,12 +268,12 @@ class RetryPolicy:
                 httpx.ConnectTimeout,
                 httpx.PoolTimeout,
                 httpx.ReadError,
-                httpx.RemoteProtocolError,
             ),
             retry_statuses=TRANSIENT_STATUSES,
             backoff=backoff,
             max_retry_after=max_retry_after,
             retry_reused_disconnects=True,
+            retry_disconnects=True,
         )
 
     @property
@@ -273,6 +296,8 @@ class RetryPolicy:
         if not decision.idempotent:
             return False
         if reused_disconnect and self.retry_reused_disconnects:
+            return True
+        if self.retry_disconnects and is_server_disconnect(exc):
             return True
         return isinstance(exc, self.retry_on)
 

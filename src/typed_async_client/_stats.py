@@ -37,7 +37,9 @@ class ClientStats:
         events_emitted: events built (only built when a callback or subscriber wants them).
         events_dropped: events lost: the callback stream was full or closed, or a subscriber
             fell behind (each subscriber's own count is on its stream).
-        events_pending: events queued for the callbacks and not yet dispatched.
+        events_pending: events waiting in the callback stream's buffer (an event handed
+            straight to an idle dispatcher is not counted, though its callbacks may not have
+            run yet).
         callback_errors: exceptions raised by event callbacks (each one logged).
         results_kept: results in the store.
         results_evicted: results dropped from the store because it was full.
