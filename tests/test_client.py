@@ -370,3 +370,18 @@ async def test_no_task_left_after_close(server: LocalServer) -> None:
             during = _client_tasks()
             assert {f"request t{i}" for i in range(5)} < during
         assert set() == _client_tasks()
+
+
+async def test_close_inside_a_nested_task_group(server: LocalServer) -> None:
+    """close() from inside the user's own task group drains; leaving the block finishes it."""
+    with anyio.fail_after(10):
+        async with AsyncResilientClient() as client:
+            handle = await client.get(server.url_for("/delay/0.05"))
+            async with anyio.create_task_group():
+                await client.close()
+                assert client.is_closed
+                assert set() == _client_tasks()
+            with pytest.raises(ClientClosedError):
+                await client.get(server.url_for("/late"))
+        assert client.http_client.is_closed
+        assert RequestStatus.SUCCESS == (await handle.wait_result()).status

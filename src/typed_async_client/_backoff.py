@@ -48,11 +48,14 @@ def backoff_ceiling(
         return 0.0
     exponent = retry - 1
     # Compare in log space: factor ** exponent, and even max_delay / base_delay, may overflow.
-    if backoff_factor > 1.0 and exponent * math.log(backoff_factor) >= math.log(
-        max_delay
-    ) - math.log(base_delay):
+    if backoff_factor <= 1.0 or exponent == 0:
+        return min(max_delay, base_delay)
+    if math.log(base_delay) + exponent * math.log(backoff_factor) >= math.log(max_delay):
         return max_delay
-    return min(max_delay, base_delay * backoff_factor**exponent)
+    try:
+        return min(max_delay, base_delay * backoff_factor**exponent)
+    except OverflowError:  # the power alone overflows though the product would not
+        return max_delay
 
 
 def backoff_delay(

@@ -52,8 +52,21 @@ from ._exceptions import (
 )
 from ._handle import RequestHandle
 from ._limits import RateLimiter
-from ._redact import SENSITIVE_HEADERS, SENSITIVE_QUERY_KEYS, RedirectGuard, normalize_names
-from ._request import RequestOptions, check_method, check_options, check_url
+from ._redact import (
+    SENSITIVE_HEADERS,
+    SENSITIVE_QUERY_KEYS,
+    RedirectGuard,
+    install_httpx_log_redaction,
+    normalize_names,
+)
+from ._request import (
+    RequestOptions,
+    check_headers,
+    check_method,
+    check_options,
+    check_timeout,
+    check_url,
+)
 from ._results import RequestResult, ResultStore
 from ._retry import DEFAULT_POLICY, RetryPolicy
 from ._stats import ClientStats
@@ -71,6 +84,7 @@ class _State(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSING = "closing"
+    DRAINED = "drained"  # closed to requests, task group left for __aexit__ to exit
     CLOSED = "closed"
 
 
@@ -130,7 +144,9 @@ class AsyncResilientClient(VerbMethods):
         proxy: a proxy URL.
         follow_redirects: follow redirects by default.
         max_redirects: the most redirects followed.
-        trust_env: read proxies and certificates from the environment, as httpx does.
+        trust_env: read proxies (``HTTP_PROXY``...) and certificates (``SSL_CERT_FILE``...)
+            from the environment. Off by default, unlike httpx: where requests go should not
+            change with the environment unless you ask for it.
         event_hooks: httpx event hooks (``{"request": [...], "response": [...]}``).
         http_client: an ``httpx.AsyncClient`` of your own to use instead of creating one. The
             httpx options above must then be left out; you close it yourself. No attempt
@@ -179,7 +195,7 @@ class AsyncResilientClient(VerbMethods):
         proxy: httpx.Proxy | str | None = None,
         follow_redirects: bool = False,
         max_redirects: int = DEFAULT_MAX_REDIRECTS,
-        trust_env: bool = True,
+        trust_env: bool = False,
         event_hooks: Mapping[str, Sequence[Callable[..., Any]]] | None = None,
         http_client: httpx.AsyncClient | None = None,
         event_queue_size: int = DEFAULT_EVENT_QUEUE_SIZE,
@@ -203,6 +219,9 @@ class AsyncResilientClient(VerbMethods):
             )
         _check_limit("max_concurrency", max_concurrency)
         _check_limit("max_response_bytes", max_response_bytes)
+        check_timeout(timeout)
+        if headers is not None:
+            check_headers(headers)
         if max_content_encodings is not None and (
             isinstance(max_content_encodings, bool)
             or not isinstance(max_content_encodings, int)
@@ -215,6 +234,7 @@ class AsyncResilientClient(VerbMethods):
         secret_keys = SENSITIVE_QUERY_KEYS | normalize_names(
             sensitive_query_keys, "sensitive_query_keys"
         )
+        install_httpx_log_redaction(secret_keys)
         for name, value, kind in (
             ("retry_policy", retry_policy, RetryPolicy),
             ("retry_budget", retry_budget, RetryBudget),
@@ -242,7 +262,7 @@ class AsyncResilientClient(VerbMethods):
                 proxy is not None,
                 follow_redirects,
                 max_redirects != DEFAULT_MAX_REDIRECTS,
-                trust_env is not True,
+                trust_env,
                 event_hooks is not None,
             )
             if any(httpx_options_given):
@@ -298,6 +318,7 @@ class AsyncResilientClient(VerbMethods):
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
         self._owner_task: int | None = None
+        self._managed = False
 
     def __repr__(self) -> str:
         return (
@@ -344,7 +365,9 @@ class AsyncResilientClient(VerbMethods):
         return await self.open()
 
     async def __aenter__(self) -> Self:
-        return await self.open()
+        await self.open()
+        self._managed = True
+        return self
 
     async def __aexit__(
         self,
@@ -353,7 +376,7 @@ class AsyncResilientClient(VerbMethods):
         tb: TracebackType | None,
     ) -> None:
         # A failing block (or a cancelled one) should not wait for requests it no longer wants.
-        await self.close(cancel=exc_type is not None)
+        await self._close(cancel=exc_type is not None, grace=None, exit_task_group=True)
 
     async def close(self, *, cancel: bool = False, grace: float | None = None) -> None:
         """
@@ -373,21 +396,55 @@ class AsyncResilientClient(VerbMethods):
             ClientStateError: called from a task other than the one that opened the client.
             ValueError: ``grace`` is negative or NaN.
         """
-        if grace is not None and not (isinstance(grace, (int, float)) and grace >= 0):
-            raise ValueError(f"grace must be a number of seconds >= 0 or None, got {grace!r}")
+        if grace is not None and (
+            isinstance(grace, bool)
+            or not isinstance(grace, (int, float))
+            or not (math.isfinite(grace) and grace >= 0)
+        ):
+            raise ValueError(
+                f"grace must be a finite number of seconds >= 0 or None, got {grace!r}"
+            )
+        # Inside `async with`, close() stops and drains the client and leaves exiting its task
+        # group to __aexit__, which runs where the scopes nest properly (close() may be called
+        # from inside the user's own task groups).
+        await self._close(cancel=cancel, grace=grace, exit_task_group=not self._managed)
+
+    async def _close(self, *, cancel: bool, grace: float | None, exit_task_group: bool) -> None:
         if self._state is _State.UNOPENED:
             self._state = _State.CLOSED
             self._engine.bus.close()
             if self._owns_client:
                 await self._close_http_client()
             return
-        if self._state is not _State.OPEN:
-            return
-        if anyio.get_current_task().id != self._owner_task:
+        if (
+            exit_task_group
+            and self._state in (_State.OPEN, _State.DRAINED)
+            and anyio.get_current_task().id != self._owner_task
+        ):
             raise ClientStateError(
                 "close() must run in the task that opened the client (as 'async with' does)"
             )
-        self._state = _State.CLOSING
+        if self._state is _State.OPEN:
+            self._state = _State.CLOSING
+            try:
+                await self._drain(cancel=cancel, grace=grace)
+            finally:
+                self._state = _State.DRAINED
+                if exit_task_group:
+                    await self._exit_task_group()
+        elif self._state is _State.DRAINED and exit_task_group:
+            await self._exit_task_group()
+
+    async def _exit_task_group(self) -> None:
+        """Exit the task group (waiting for its tasks), then close the httpx client."""
+        assert self._stack is not None
+        try:
+            await self._stack.aclose()
+        finally:
+            self._state = _State.CLOSED
+
+    async def _drain(self, *, cancel: bool, grace: float | None) -> None:
+        """Stop the requests in flight (waiting for them first, unless told not to)."""
         engine = self._engine
         try:
             if cancel:
@@ -403,12 +460,7 @@ class AsyncResilientClient(VerbMethods):
         finally:
             # Queued events are still delivered: the dispatcher ends once the stream is drained.
             engine.bus.close()
-            assert self._stack is not None
-            try:
-                # Exits the task group (waiting for its tasks), then closes the httpx client.
-                await self._stack.aclose()
-            finally:
-                self._state = _State.CLOSED
+        await engine.bus.wait_finished()
 
     async def _close_http_client(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -697,7 +749,7 @@ class AsyncResilientClient(VerbMethods):
     @property
     def is_closed(self) -> bool:
         """Whether ``close()`` has started (no request can be submitted any more)."""
-        return self._state in (_State.CLOSING, _State.CLOSED)
+        return self._state in (_State.CLOSING, _State.DRAINED, _State.CLOSED)
 
     def stats(self) -> ClientStats:
         """An immutable snapshot of the client's counters."""

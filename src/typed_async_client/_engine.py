@@ -41,7 +41,7 @@ from ._exceptions import (
     RetryAfterTooLongError,
 )
 from ._phases import AttemptTrace, phase_of_error
-from ._redact import SENSITIVE_QUERY_KEYS, redact_url, start_attempt
+from ._redact import SENSITIVE_QUERY_KEYS, end_attempt, redact_url, start_attempt
 from ._results import AttemptRecord, RequestResult, RequestStatus, ResultStore
 from ._retry import RetryPolicy
 from ._retry_after import requested_delay
@@ -194,7 +194,6 @@ class Engine:
             kwargs = {**kwargs, "extensions": {**kwargs.get("extensions", {}), "trace": trace}}
         self.attempts += 1
         handle._attempts += 1
-        start_attempt()
         limiter = self.attempt_limiter
         if limiter is None:
             return await self._send(method, url, kwargs)
@@ -211,15 +210,19 @@ class Engine:
     async def _send(
         self, method: str, url: httpx.URL | str, kwargs: dict[str, Any]
     ) -> httpx.Response:
-        if not self.capped:
-            return await self.http_client.request(method, url, **kwargs)
-        # Stream, so that the body is read under the caps (see _body.py).
-        send_kwargs = {k: kwargs[k] for k in ("auth", "follow_redirects") if k in kwargs}
-        build_kwargs = {k: v for k, v in kwargs.items() if k not in send_kwargs}
-        request = self.http_client.build_request(method, url, **build_kwargs)
-        response = await self.http_client.send(request, stream=True, **send_kwargs)
-        await read_capped(response, self.max_response_bytes, self.max_content_encodings)
-        return response
+        start_attempt()
+        try:
+            if not self.capped:
+                return await self.http_client.request(method, url, **kwargs)
+            # Stream, so that the body is read under the caps (see _body.py).
+            send_kwargs = {k: kwargs[k] for k in ("auth", "follow_redirects") if k in kwargs}
+            build_kwargs = {k: v for k, v in kwargs.items() if k not in send_kwargs}
+            request = self.http_client.build_request(method, url, **build_kwargs)
+            response = await self.http_client.send(request, stream=True, **send_kwargs)
+            await read_capped(response, self.max_response_bytes, self.max_content_encodings)
+            return response
+        finally:
+            end_attempt()
 
     def _origin(self, url: httpx.URL | str) -> Origin:
         full = self.http_client.base_url.join(url) if self.http_client.base_url else httpx.URL(url)
@@ -285,6 +288,7 @@ class Engine:
                     exc: Exception | None = None
                     try:
                         response = await self._attempt(handle, method, url, options, trace)
+                        error = None  # the last attempt got a response
                     except Exception as caught:
                         exc = error = caught
                         response = None
@@ -412,11 +416,16 @@ class Engine:
         except BaseException as exc:
             # Cancelled from outside the request (its owner's task group or the owner's host),
             # or a BaseException such as KeyboardInterrupt: record the end, then propagate.
+            # A plain Exception here is recorded and not propagated (see below).
             cancelled = _is_cancellation(exc)
             status = RequestStatus.CANCELLED if cancelled else RequestStatus.ERROR
             outcome = None if cancelled else exc
             self.finish(handle, context, status, None, outcome, start_time, history)
-            raise
+            if cancelled or not isinstance(exc, Exception):
+                raise
+            # An Exception that escaped the attempt loop (a bug here or in a hook) ends this
+            # request with it; it must not take the client's other requests down.
+            logger.exception("request %r failed inside the client", context.request_id)
         if final_error is not None:
             self.finish(
                 handle, context, RequestStatus.ERROR, None, final_error, start_time, history

@@ -213,6 +213,7 @@ class EventBus:
         self.subscriber_dropped = 0
         self._drain_scope: anyio.CancelScope | None = None
         self._dispatching = False
+        self._finished: anyio.Event | None = None
 
     def add_callback(self, event_type: EventType, callback: EventCallback) -> None:
         if not isinstance(event_type, EventType):
@@ -330,6 +331,20 @@ class EventBus:
         """Dispatch events to callbacks until ``close()`` is called and the stream is drained."""
         send, receive = anyio.create_memory_object_stream[AsyncEvent](self.queue_size)
         self._send, self._receive = send, receive
+        self._finished = anyio.Event()
+        try:
+            await self._dispatch_all(receive, task_status)
+        finally:
+            self._finished.set()
+
+    async def wait_finished(self) -> None:
+        """Wait until the dispatcher has ended (after ``close()``, within its drain timeout)."""
+        if self._finished is not None:
+            await self._finished.wait()
+
+    async def _dispatch_all(
+        self, receive: MemoryObjectReceiveStream[AsyncEvent], task_status: TaskStatus[None]
+    ) -> None:
         with receive:
             try:
                 with anyio.CancelScope() as self._drain_scope:

@@ -10,11 +10,13 @@ httpx drops ``Authorization`` and ``Cookie`` when a redirect leaves the origin, 
 ``Proxy-Authorization`` and custom secrets such as ``X-Api-Key`` (RELIABILITY.md, fact 5).
 :class:`RedirectGuard`, an httpx request hook installed on the clients the library creates,
 strips every sensitive header from a redirected request that changes origin or goes from https
-to http.
+to http. httpx's own INFO log line prints URLs whole; the first client created adds a filter to
+the ``httpx`` logger that redacts them (:class:`HttpxLogRedactor`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -90,19 +92,28 @@ def redact_headers(
 
 
 @dataclass(slots=True)
-class _Hop:
-    scheme: str
-    origin: tuple[str, str, int | None]
+class _Chain:
+    """The redirect chain of one attempt: the scheme and origin of its latest hop."""
+
+    scheme: str = ""
+    origin: tuple[str, str, int | None] | None = None
 
 
-#: The previous request of the attempt in progress, set by the engine per attempt; it lives in
-#: the request's own task, where httpx runs the request hooks of every redirect hop.
-_PREVIOUS_HOP: ContextVar[_Hop | None] = ContextVar("typed_async_client_previous_hop", default=None)
+#: The redirect chain of the attempt in progress, set by the engine around each attempt, in the
+#: request's own task, where httpx runs the request hooks of every redirect hop. Outside an
+#: attempt (the user calling ``client.http_client`` directly) it is ``None`` and the guard
+#: stays out of the way.
+_CHAIN: ContextVar[_Chain | None] = ContextVar("typed_async_client_redirect_chain", default=None)
 
 
 def start_attempt() -> None:
-    """Forget the previous hop: a new attempt starts a new redirect chain."""
-    _PREVIOUS_HOP.set(None)
+    """A new attempt starts a new redirect chain."""
+    _CHAIN.set(_Chain())
+
+
+def end_attempt() -> None:
+    """The attempt is over: requests made after it are not part of its chain."""
+    _CHAIN.set(None)
 
 
 class RedirectGuard:
@@ -114,14 +125,57 @@ class RedirectGuard:
         self.sensitive = sensitive
 
     async def __call__(self, request: httpx.Request) -> None:
-        url = request.url
-        hop = _Hop(url.scheme, (url.scheme, url.host, url.port))
-        previous = _PREVIOUS_HOP.get()
-        _PREVIOUS_HOP.set(hop)
-        if previous is None:
+        chain = _CHAIN.get()
+        if chain is None:
             return
-        downgraded = previous.scheme == "https" and hop.scheme != "https"
-        if downgraded or previous.origin != hop.origin:
+        url = request.url
+        origin = (url.scheme, url.host, url.port)
+        previous_scheme, previous_origin = chain.scheme, chain.origin
+        chain.scheme, chain.origin = url.scheme, origin
+        if previous_origin is None:
+            return  # the first request of the chain
+        downgraded = previous_scheme == "https" and url.scheme != "https"
+        if downgraded or previous_origin != origin:
             for name in self.sensitive:
                 if name in request.headers:
                     del request.headers[name]
+
+
+class HttpxLogRedactor(logging.Filter):
+    """
+    A filter for the ``httpx`` logger: URLs in its records lose credentials and secret query
+    values (httpx's INFO line prints both, RELIABILITY.md fact 6).
+
+    Installed once, on the ``httpx`` logger, by the first client created; every client adds
+    its sensitive query keys to it (the logger is shared, so the keys are the union of all
+    clients'). It rewrites only the record's arguments that are URLs, and never drops a record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sensitive_query_keys: frozenset[str] = SENSITIVE_QUERY_KEYS
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, httpx.URL) for a in args):
+            keys = self.sensitive_query_keys
+            record.args = tuple(
+                redact_url(a, keys) if isinstance(a, httpx.URL) else a for a in args
+            )
+        return True
+
+
+_HTTPX_LOGGER: Final[str] = "httpx"
+
+
+def install_httpx_log_redaction(sensitive_query_keys: frozenset[str]) -> None:
+    """Add the redacting filter to httpx's logger once, and teach it these query keys."""
+    target = logging.getLogger(_HTTPX_LOGGER)
+    for existing in target.filters:
+        if isinstance(existing, HttpxLogRedactor):
+            redactor = existing
+            break
+    else:
+        redactor = HttpxLogRedactor()
+        target.addFilter(redactor)
+    redactor.sensitive_query_keys |= sensitive_query_keys

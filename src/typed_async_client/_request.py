@@ -4,6 +4,7 @@ What a request accepts, checked at the call before anything is scheduled.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from typing import Any, Final, TypedDict
@@ -43,8 +44,27 @@ class RequestOptions(RequestOptionsWithoutTimeout, total=False):
 _OPTION_NAMES: Final = frozenset(RequestOptions.__annotations__)
 
 
-def _has_forbidden(text: str) -> bool:
+_FORBIDDEN_BYTES: Final = (b"\r", b"\n", b"\x00")
+
+
+def _has_forbidden(text: str | bytes) -> bool:
+    if isinstance(text, bytes):
+        return any(char in text for char in _FORBIDDEN_BYTES)
     return any(char in text for char in _FORBIDDEN)
+
+
+def _check_authority(text: str, rest: str) -> None:
+    """The host and port of an absolute URL: a host is required, a port is 0-65535."""
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    if authority.startswith("["):  # an IPv6 literal
+        host, _, port = authority[1:].partition("]")
+        port = port.removeprefix(":")
+    else:
+        host, _, port = authority.partition(":")
+    if not host:
+        raise ValueError(f"url must name a host, got {text!r}")
+    if port and not (port.isdigit() and int(port) <= 65535):
+        raise ValueError(f"url port must be a number from 0 to 65535, got {port!r} in {text!r}")
 
 
 def check_method(method: object) -> str:
@@ -62,12 +82,15 @@ def check_url(url: object, *, has_base_url: bool) -> None:
 
     A relative URL is accepted only when the client has a ``base_url``.
     """
+    rest = ""
     if isinstance(url, httpx.URL):
         scheme = url.scheme
         text = str(url)
+        if scheme:
+            rest = text.partition("://")[2]
     elif isinstance(url, str):
         text = url
-        head, sep, _ = url.partition("://")
+        head, sep, rest = url.partition("://")
         scheme = head.lower() if sep else ""
     else:
         raise TypeError(f"url must be a str or an httpx.URL, got {type(url).__name__}")
@@ -76,6 +99,7 @@ def check_url(url: object, *, has_base_url: bool) -> None:
     if scheme:
         if scheme not in _SCHEMES:
             raise ValueError(f"url scheme must be 'http' or 'https', got {scheme!r} in {text!r}")
+        _check_authority(text, rest)
     elif not has_base_url:
         raise ValueError(
             "url must be absolute (http:// or https://) when the client has no base_url, "
@@ -91,11 +115,35 @@ def check_options(options: Mapping[str, Any]) -> None:
             f"unexpected request option(s) {sorted(unknown)}; accepted: {sorted(_OPTION_NAMES)}"
         )
     headers = options.get("headers")
-    if headers is None:
-        return
+    if headers is not None:
+        check_headers(headers)
+    if "timeout" in options:
+        check_timeout(options["timeout"])
+
+
+def check_headers(headers: Any) -> None:
+    """Reject header names or values (str or bytes) with CR, LF or NUL."""
     items = headers.items() if isinstance(headers, (Mapping, httpx.Headers)) else headers
     for name, value in items:
-        if (isinstance(name, str) and _has_forbidden(name)) or (
-            isinstance(value, str) and _has_forbidden(value)
+        if (isinstance(name, (str, bytes)) and _has_forbidden(name)) or (
+            isinstance(value, (str, bytes)) and _has_forbidden(value)
         ):
             raise ValueError(f"header {name!r} must not contain CR, LF or NUL characters")
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, got {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0 or None, got {value}")
+
+
+def check_timeout(timeout: object, name: str = "timeout") -> None:
+    """Reject negative, NaN or infinite timeouts (httpx would fail later, and unclearly)."""
+    if isinstance(timeout, httpx.Timeout):
+        for part in ("connect", "read", "write", "pool"):
+            _check_seconds(f"{name}.{part}", getattr(timeout, part))
+    else:
+        _check_seconds(name, timeout)

@@ -118,4 +118,5 @@ async def observed(server: LocalServer) -> AsyncIterator[Observed]:
 def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     """Capture the library's and httpx's logs at DEBUG, to look for secrets in them."""
     caplog.set_level(logging.DEBUG, logger="typed_async_client")
+    caplog.set_level(logging.DEBUG, logger="httpx")
     return caplog
