@@ -46,6 +46,7 @@ EXAMPLES = (
     "advanced_client",
     "basic_usage",
     "batch_usage",
+    "benchmark",
     "concurrent_requests",
     "custom_context",
     "dashboard_example",
@@ -516,6 +517,18 @@ async def test_trio_usage() -> None:
         "cancelled": 1,
         "waited": True,
     } == outcome["stats"]
+
+
+async def test_benchmark_example_reports_the_four_figures(anyio_backend: str) -> None:
+    """The benchmark example gets every request through its connection faults and reports."""
+    example = load_example("benchmark")
+    with anyio.fail_after(TIMEOUT):
+        figures = await example.main(requests=200)
+    assert 200 == figures["requests"]
+    assert 1.0 == figures["success_rate"]
+    assert figures["attempts"] == 200 + figures["retries"]
+    assert 0 < figures["retries"]
+    assert {"ConnectError"} == set(figures["faults"])
 
 
 # -- the examples as scripts --------------------------------------------------------------------

@@ -257,13 +257,14 @@ class Engine:
         final_error: BaseException | None = None
         out_of_time = False
         history: list[AttemptRecord] = []
-        retrying = Retrying(policy, method, url, options, context, self.http_client.headers)
-        user_trace = options.get("extensions", {}).get("trace") if retrying.traced else None
         breaker = self.breaker
-        origin = None if breaker is None else self._origin(url)
-        if self.budget is not None:
-            self.budget.deposit()
         try:
+            # Inside the try: whatever raises here ends this request only.
+            retrying = Retrying(policy, method, url, options, context, self.http_client.headers)
+            user_trace = options.get("extensions", {}).get("trace") if retrying.traced else None
+            origin = None if breaker is None else self._origin(url)
+            if self.budget is not None:
+                self.budget.deposit()
             with scope:
                 if handle._cancel_requested:
                     # Cancelled before its task ran: end here, with no attempt counted (a flag
