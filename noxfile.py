@@ -1,5 +1,5 @@
 """
-Developer tasks: ``nox -s tests lint typecheck examples``.
+Developer tasks: ``nox -s tests lint typecheck examples``, and ``nox -s soak`` (not run by default).
 """
 
 from __future__ import annotations
@@ -43,3 +43,26 @@ def examples(session: nox.Session) -> None:
     """Run every example against its embedded local server."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", "tests/test_examples.py", "-m", "")
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The soak test: a seeded fault mix at concurrency 200 on both backends (SOAK_REQUESTS=N)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-m",
+        "slow",
+        "tests/reliability/test_soak.py",
+        "-s",
+        *session.posargs,
+    )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the peers, into docs/benchmarks.md; `-- --quick` for a smoke run."""
+    session.install("-e", ".[bench]")
+    session.run("python", "benchmarks/run.py", *session.posargs)

@@ -3,28 +3,36 @@ One client under test, in its own process, for one scenario: the child side of `
 
     python benchmarks/clients.py '{"client": "ours", "backend": "asyncio", "scenario": "a",
                                    "url": "http://127.0.0.1:PORT/", "requests": 5000,
-                                   "concurrency": 100}'
+                                   "concurrency": 100, "duration": 3}'
 
 It prints one JSON line: requests completed, successes, errors (by type), retries, elapsed
 time, latency percentiles, CPU seconds of the timed section (``resource.getrusage`` of this
 process), peak RSS, and the scenario's own figures (events, memory).
 
 Every client is driven the same way: ``concurrency`` workers each send requests one after the
-other until ``requests`` have been sent (bounded in count, and in time by ``time_limit``). The
-one exception is ``ours-batch``, which uses the library's own ``client.batch(max_concurrency=)``.
-Every client gets the same retry budget in the fault scenarios: 10 retries (11 attempts),
-exponential backoff from 10 ms capped at 1 s, with jitter where the library has it.
+other until ``requests`` have been sent or ``duration`` seconds have passed (then the requests
+in flight finish); ``time_limit`` cancels whatever is left. The one exception is
+``ours-batch``, which submits through the library's own ``client.batch(max_concurrency=)``.
+In the fault scenarios every client gets the same retry budget: 10 retries (11 attempts),
+exponential backoff from 10 ms capped at 1 s, with full jitter, and ``Retry-After`` honoured.
 
-Clients (``client`` / ``backend``):
+Clients (``client``, backends):
 
 * ``ours`` (asyncio, trio): ``AsyncResilientClient``, ``await (await client.get(url))``;
 * ``ours-batch`` (asyncio, trio): the same client through ``client.batch()``;
-* ``ours-events-sub`` / ``ours-events-cb``: ``ours`` with one ``client.events()`` subscriber
-  to every event, or a plain callback on ``STARTED`` and ``SUCCESS`` (scenario d);
+* ``ours-events-sub`` / ``ours-events-cb`` (asyncio, trio): ``ours`` with one
+  ``client.events()`` subscriber to every event type, or with plain callbacks on ``STARTED``
+  and ``SUCCESS`` (scenario d);
 * ``httpx`` (asyncio, trio): a bare ``httpx.AsyncClient``, no retries;
-* ``tenacity``, ``stamina``, ``httpx-retries``: httpx with that retry library (asyncio);
-* ``aiohttp-retry``: aiohttp with aiohttp-retry (asyncio);
-* ``raw``: a minimal asyncio Protocol client, one keep-alive connection per worker: the limit.
+* ``tenacity``, ``stamina``, ``httpx-retries`` (asyncio): httpx with that retry library;
+* ``aiohttp-retry`` (asyncio): aiohttp with aiohttp-retry;
+* ``raw`` (asyncio): a minimal asyncio Protocol client, one keep-alive connection per worker,
+  the limit of what Python can do here.
+
+``"transport": "mock"`` (ours and httpx only) replaces the network with an in-process
+``httpx.MockTransport`` that answers ``200 ok`` at once, or holds every request until
+``requests`` of them are held at once (``"hold": true``): the memory of N requests in flight
+without N sockets, whose cost in httpcore's pool grows with the square of the connections.
 """
 
 from __future__ import annotations
@@ -38,8 +46,8 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -53,6 +61,7 @@ BASE_DELAY = 0.01
 MAX_DELAY = 1.0
 
 One = Callable[[], Awaitable[bool]]
+MakeOne = Callable[[], One]
 
 
 @dataclass
@@ -63,45 +72,94 @@ class Config:
     url: str
     requests: int
     concurrency: int
-    policy: str = "connect"  # "connect": connection errors only; "transient": + 503 Retry-After
+    duration: float | None = None  # stop sending new requests after this many seconds
+    window: float | None = None  # scenario a: measure this many seconds, after the warm-up
+    ramp: float = 0.0  # seconds between the start of two workers
+    policy: str = "connect"  # "connect": connection errors only; "transient": + 503
     warmup: int = 0
-    time_limit: float = 60.0
+    warmup_seconds: float = 5.0
+    time_limit: float = 90.0  # hard limit of the timed section
     cpu: int | None = None
-    hold: bool = False  # scenario e: requests to /hold/N, RSS sampled while they are held
+    hold: bool = False  # scenario e: RSS while `requests` requests are held in flight
+    transport: str = "socket"  # or "mock"
+    round: int | None = None  # the runner's round number, echoed back
 
 
 @dataclass
 class Tally:
-    ok: int = 0
-    errors: int = 0
-    error_types: Counter[str] = field(default_factory=Counter)
-    latencies: list[float] = field(default_factory=list)
+    """Every finished request: (end time, latency, success, error type)."""
+
+    records: list[tuple[float, float, bool, str | None]] = field(default_factory=list)
     retries: int = 0
-    first_done: float | None = None
     client: Any = None  # ours: the AsyncResilientClient, for its stats and events
 
     def record(self, good: bool, latency: float, error: str | None = None) -> None:
-        if self.first_done is None:
-            self.first_done = time.monotonic()
-        self.latencies.append(latency)
-        if good:
-            self.ok += 1
-        else:
-            self.errors += 1
-            self.error_types[error or "bad status"] += 1
+        self.records.append((time.monotonic(), latency, good, error))
+
+    @property
+    def done(self) -> int:
+        return len(self.records)
+
+    @property
+    def first_done(self) -> float | None:
+        return self.records[0][0] if self.records else None
+
+
+class Window:
+    """
+    The measured window of scenario a: it opens once ``warm_count`` requests have finished
+    (every connection opened and used; at most ``warm_max`` seconds), lasts ``seconds``, then
+    tells the workers to stop. Only requests that end inside it count, so neither the start
+    (all workers firing at once) nor the drain at the end weighs on the figures.
+    """
+
+    def __init__(self, warm_count: int, warm_max: float, seconds: float) -> None:
+        self.warm_count = warm_count
+        self.warm_max = warm_max
+        self.seconds = seconds
+        self.stop = False
+        self.start = self.end = 0.0
+        self.start_wall = self.end_wall = 0.0
+        self.cpu = 0.0
+
+    async def watch(self, done: Callable[[], int]) -> None:
+        began = time.monotonic()
+        while done() < self.warm_count and time.monotonic() - began < self.warm_max:  # noqa: ASYNC110
+            await anyio.sleep(0.005)
+        cpu0 = cpu_seconds()
+        self.start, self.start_wall = time.monotonic(), time.time()
+        await anyio.sleep(self.seconds)
+        self.end, self.end_wall = time.monotonic(), time.time()
+        self.cpu = cpu_seconds() - cpu0
+        self.stop = True
 
 
 # -- the common driver ------------------------------------------------------------------------
 
 
-async def drive(make_one: Callable[[], One], n: int, concurrency: int, tally: Tally) -> bool:
-    """``concurrency`` workers send ``n`` requests in all; returns whether all were sent."""
+async def drive(
+    make_one: MakeOne,
+    n: int,
+    concurrency: int,
+    tally: Tally,
+    duration: float | None = None,
+    window: Window | None = None,
+    ramp: float = 0.0,
+) -> None:
+    """
+    ``concurrency`` workers send ``n`` requests in all, or until told to stop.
+
+    With ``ramp``, the workers start ``ramp`` seconds apart. Started all at once, 100 or more
+    workers put httpx's pool into a slow state (some connections stay idle while requests
+    queue) that lasts until the idle ones expire, ``keepalive_expiry`` (5 s) later.
+    """
     sent = 0
+    stop_at = time.monotonic() + (duration if duration is not None else 1e9)
 
     async def worker() -> None:
         nonlocal sent
         one = make_one()
-        while sent < n:
+        while sent < n and time.monotonic() < stop_at and not (window and window.stop):
             sent += 1
             start = time.perf_counter()
             try:
@@ -112,9 +170,35 @@ async def drive(make_one: Callable[[], One], n: int, concurrency: int, tally: Ta
                 tally.record(good, time.perf_counter() - start)
 
     async with anyio.create_task_group() as tg:
-        for _ in range(min(concurrency, n)):
+        if window is not None:
+            tg.start_soon(window.watch, lambda: tally.done)
+        count = min(concurrency, n)
+        for i in range(count):
             tg.start_soon(worker)
-    return sent >= n
+            if ramp and i + 1 < count:
+                await anyio.sleep(ramp)
+
+
+@asynccontextmanager
+async def time_limit(seconds: float) -> AsyncIterator[None]:
+    """
+    Cancel the block after ``seconds``, without giving it a deadline.
+
+    ``anyio.move_on_after`` would set a deadline that our client's requests inherit (and then
+    shrink every attempt's timeout to), work that a happy path without a deadline never does:
+    a watchdog task cancels the block instead.
+    """
+    async with anyio.create_task_group() as tg:
+
+        async def watchdog() -> None:
+            await anyio.sleep(seconds)
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watchdog)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()
 
 
 def _limits(cfg: Config) -> httpx.Limits:
@@ -133,26 +217,65 @@ def _retry_after(headers: Any) -> float | None:
     return None
 
 
+class MockServer:
+    """The in-process answer of ``"transport": "mock"``; holds requests once armed."""
+
+    def __init__(self) -> None:
+        self.target = 0
+        self.held = 0
+        self.release: anyio.Event | None = None
+        self.rss_at_peak: int | None = None
+
+    def arm(self, target: int) -> None:
+        self.target = target
+        self.held = 0
+        self.release = anyio.Event()
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        if self.target:
+            assert self.release is not None
+            self.held += 1
+            if self.held >= self.target:
+                # Every request is in flight right now: this is the plateau.
+                self.rss_at_peak = rss_bytes()
+                self.release.set()
+            else:
+                await self.release.wait()
+        return httpx.Response(200, content=b"ok")
+
+
+def _transport(cfg: Config, mock: MockServer | None) -> httpx.AsyncBaseTransport | None:
+    if cfg.transport == "mock":
+        assert mock is not None
+        return httpx.MockTransport(mock.handler)
+    return None
+
+
 # -- the clients --------------------------------------------------------------------------------
 
 
-async def setup_ours(cfg: Config, stack: AsyncExitStack, tally: Tally) -> Callable[[], One]:
-    from typed_async_client import (  # noqa: PLC0415
-        AsyncResilientClient,
-        RequestContext,
-        RetryPolicy,
-    )
+def _ours_options(cfg: Config, mock: MockServer | None) -> dict[str, Any]:
+    from typed_async_client import RequestContext, RetryPolicy
 
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"limits": _limits(cfg), "timeout": _timeout(cfg)}
     if cfg.scenario in ("b", "c"):
         options["default_context"] = RequestContext(
             max_retries=MAX_RETRIES, base_delay=BASE_DELAY, max_delay=MAX_DELAY
         )
     if cfg.policy == "transient":
         options["retry_policy"] = RetryPolicy.transient()
-    client = await stack.enter_async_context(
-        AsyncResilientClient(limits=_limits(cfg), timeout=_timeout(cfg), **options)
-    )
+    transport = _transport(cfg, mock)
+    if transport is not None:
+        options["transport"] = transport
+    return options
+
+
+async def setup_ours(
+    cfg: Config, stack: AsyncExitStack, tally: Tally, mock: MockServer | None
+) -> MakeOne:
+    from typed_async_client import AsyncResilientClient
+
+    client = await stack.enter_async_context(AsyncResilientClient(**_ours_options(cfg, mock)))
     tally.client = client
 
     async def one() -> bool:
@@ -163,10 +286,15 @@ async def setup_ours(cfg: Config, stack: AsyncExitStack, tally: Tally) -> Callab
     return lambda: one
 
 
-async def setup_httpx(cfg: Config, stack: AsyncExitStack, tally: Tally) -> Callable[[], One]:
+async def setup_httpx(
+    cfg: Config, stack: AsyncExitStack, tally: Tally, mock: MockServer | None
+) -> MakeOne:
     client = await stack.enter_async_context(
-        httpx.AsyncClient(limits=_limits(cfg), timeout=_timeout(cfg))
+        httpx.AsyncClient(
+            limits=_limits(cfg), timeout=_timeout(cfg), transport=_transport(cfg, mock)
+        )
     )
+
     async def one() -> bool:
         response = await client.get(cfg.url)
         return response.status_code == 200
@@ -174,8 +302,10 @@ async def setup_httpx(cfg: Config, stack: AsyncExitStack, tally: Tally) -> Calla
     return lambda: one
 
 
-async def setup_tenacity(cfg: Config, stack: AsyncExitStack, tally: Tally) -> Callable[[], One]:
-    import tenacity  # noqa: PLC0415
+async def setup_tenacity(
+    cfg: Config, stack: AsyncExitStack, tally: Tally, mock: MockServer | None
+) -> MakeOne:
+    import tenacity
 
     client = await stack.enter_async_context(
         httpx.AsyncClient(limits=_limits(cfg), timeout=_timeout(cfg))
@@ -188,12 +318,12 @@ async def setup_tenacity(cfg: Config, stack: AsyncExitStack, tally: Tally) -> Ca
             requested = _retry_after(outcome.result().headers)
             if requested is not None:
                 return requested
-        return exponential(state)
+        return float(exponential(state))
 
     def count(state: tenacity.RetryCallState) -> None:
         tally.retries += 1
 
-    retry = tenacity.retry_if_exception_type(httpx.ConnectError)
+    retry: Any = tenacity.retry_if_exception_type(httpx.ConnectError)
     if cfg.policy == "transient":
         retry = retry | tenacity.retry_if_result(lambda r: r.status_code == 503)
 
@@ -219,8 +349,10 @@ class _Status503(Exception):
         self.wait = wait
 
 
-async def setup_stamina(cfg: Config, stack: AsyncExitStack, tally: Tally) -> Callable[[], One]:
-    import stamina  # noqa: PLC0415
+async def setup_stamina(
+    cfg: Config, stack: AsyncExitStack, tally: Tally, mock: MockServer | None
+) -> MakeOne:
+    import stamina
 
     client = await stack.enter_async_context(
         httpx.AsyncClient(limits=_limits(cfg), timeout=_timeout(cfg))
@@ -255,9 +387,9 @@ async def setup_stamina(cfg: Config, stack: AsyncExitStack, tally: Tally) -> Cal
 
 
 async def setup_httpx_retries(
-    cfg: Config, stack: AsyncExitStack, tally: Tally
-) -> Callable[[], One]:
-    from httpx_retries import Retry, RetryTransport  # noqa: PLC0415
+    cfg: Config, stack: AsyncExitStack, tally: Tally, mock: MockServer | None
+) -> MakeOne:
+    from httpx_retries import Retry, RetryTransport
 
     original = Retry.asleep
 
@@ -271,15 +403,14 @@ async def setup_httpx_retries(
         backoff_factor=BASE_DELAY,
         max_backoff_wait=MAX_DELAY,
         backoff_jitter=1.0,
-        retry_on_exceptions=[httpx.ConnectError]
-        if cfg.policy == "connect"
-        else [httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError],
+        retry_on_exceptions=[httpx.ConnectError],
         status_forcelist=[503],
     )
     transport = RetryTransport(transport=httpx.AsyncHTTPTransport(limits=_limits(cfg)), retry=retry)
     client = await stack.enter_async_context(
         httpx.AsyncClient(transport=transport, timeout=_timeout(cfg))
     )
+
     async def one() -> bool:
         response = await client.get(cfg.url)
         return response.status_code == 200
@@ -288,10 +419,10 @@ async def setup_httpx_retries(
 
 
 async def setup_aiohttp_retry(
-    cfg: Config, stack: AsyncExitStack, tally: Tally
-) -> Callable[[], One]:
-    import aiohttp  # noqa: PLC0415
-    from aiohttp_retry import ExponentialRetry, RetryClient  # noqa: PLC0415
+    cfg: Config, stack: AsyncExitStack, tally: Tally, mock: MockServer | None
+) -> MakeOne:
+    import aiohttp
+    from aiohttp_retry import ExponentialRetry, RetryClient
 
     class Options(ExponentialRetry):  # type: ignore[misc]
         def get_timeout(self, attempt: int, response: Any = None) -> float:
@@ -319,32 +450,35 @@ async def setup_aiohttp_retry(
     client = await stack.enter_async_context(
         RetryClient(client_session=session, retry_options=options, raise_for_status=False)
     )
+
     async def one() -> bool:
         async with client.get(cfg.url) as response:
             await response.read()
-            return response.status == 200
+            return bool(response.status == 200)
 
     return lambda: one
 
 
-async def setup_raw(cfg: Config, stack: AsyncExitStack, tally: Tally) -> Callable[[], One]:
-    import asyncio  # noqa: PLC0415
+async def setup_raw(
+    cfg: Config, stack: AsyncExitStack, tally: Tally, mock: MockServer | None
+) -> MakeOne:
+    import asyncio
 
     parts = urlsplit(cfg.url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    requests: dict[str, bytes] = {}
-
-    def request_for(url: str) -> bytes:
-        request = requests.get(url)
-        if request is None:
-            target = urlsplit(url).path or "/"
-            request = requests[url] = f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
-        return request
-
     transient = cfg.policy == "transient"
     loop = asyncio.get_running_loop()
     connections: list[RawConnection] = []
     stack.callback(lambda: [c.close() for c in connections])
+    heads: dict[str, bytes] = {}
+
+    def request_for(url: str) -> bytes:
+        head = heads.get(url)
+        if head is None:
+            target = urlsplit(url).path or "/"
+            text = f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n"
+            head = heads[url] = text.encode()
+        return head
 
     def make_one() -> One:
         state: list[RawConnection | None] = [None]
@@ -359,9 +493,8 @@ async def setup_raw(cfg: Config, stack: AsyncExitStack, tally: Tally) -> Callabl
                         if attempt == MAX_RETRIES:
                             raise
                         tally.retries += 1
-                        await asyncio.sleep(
-                            random.uniform(0, min(MAX_DELAY, BASE_DELAY * 2**attempt))
-                        )
+                        ceiling = min(MAX_DELAY, BASE_DELAY * 2**attempt)
+                        await asyncio.sleep(random.uniform(0, ceiling))
                         continue
                     connections.append(conn)
                     state[0] = conn
@@ -370,7 +503,7 @@ async def setup_raw(cfg: Config, stack: AsyncExitStack, tally: Tally) -> Callabl
                     conn.close()
                     state[0] = None
                 if status == 503 and transient and attempt < MAX_RETRIES:
-                    tally.retries += 1
+                    tally.retries += 1  # Retry-After: 0, so no sleep
                     continue
                 return status == 200
             return False
@@ -384,9 +517,6 @@ class RawConnection:
     """An asyncio Protocol that sends one request at a time and parses the response head."""
 
     def __init__(self) -> None:
-        import asyncio  # noqa: PLC0415
-
-        self._asyncio = asyncio
         self.transport: Any = None
         self.buffer = b""
         self.waiter: Any = None
@@ -434,7 +564,9 @@ class RawConnection:
             waiter.set_result((status, close))
 
     async def send(self, request: bytes) -> tuple[int, bool]:
-        self.waiter = self._asyncio.get_running_loop().create_future()
+        import asyncio
+
+        self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         result: tuple[int, bool] = await self.waiter
         return result
@@ -444,7 +576,8 @@ class RawConnection:
             self.transport.close()
 
 
-SETUPS: dict[str, Callable[[Config, AsyncExitStack, Tally], Awaitable[Callable[[], One]]]] = {
+Setup = Callable[[Config, AsyncExitStack, Tally, "MockServer | None"], Awaitable[MakeOne]]
+SETUPS: dict[str, Setup] = {
     "ours": setup_ours,
     "ours-events-sub": setup_ours,
     "ours-events-cb": setup_ours,
@@ -455,7 +588,8 @@ SETUPS: dict[str, Callable[[Config, AsyncExitStack, Tally], Awaitable[Callable[[
     "aiohttp-retry": setup_aiohttp_retry,
     "raw": setup_raw,
 }
-ASYNCIO_ONLY = {"tenacity", "stamina", "httpx-retries", "aiohttp-retry", "raw"}
+ASYNCIO_ONLY = frozenset({"tenacity", "stamina", "httpx-retries", "aiohttp-retry", "raw"})
+MOCKABLE = frozenset({"ours", "ours-batch", "ours-events-sub", "ours-events-cb", "httpx"})
 
 
 # -- measuring ------------------------------------------------------------------------------
@@ -506,60 +640,93 @@ def cpu_seconds() -> float:
 
 
 def percentile(ordered: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile of an ascending list."""
     if not ordered:
         return None
     rank = max(1, -(-len(ordered) * pct // 100))
     return ordered[int(rank) - 1]
 
 
+class Memory:
+    """Scenario e: the RSS before the held requests and while all of them are in flight."""
+
+    def __init__(self, cfg: Config, mock: MockServer | None) -> None:
+        self.cfg = cfg
+        self.mock = mock
+        self.baseline = 0
+        self.sampler: RssSampler | None = None
+
+    def start(self) -> None:
+        if self.mock is not None:
+            self.mock.arm(self.cfg.requests)
+        else:
+            # The closures read cfg.url at each call: from now on the requests are held.
+            self.cfg.url = self.cfg.url.rstrip("/") + f"/hold/{self.cfg.requests}"
+            self.sampler = RssSampler()
+            self.sampler.__enter__()
+        self.baseline = rss_bytes()
+
+    def finish(self, first_done: float | None) -> dict[str, Any]:
+        if self.sampler is not None:
+            self.sampler.__exit__()
+            plateau = self.sampler.peak_before(first_done)
+        else:
+            assert self.mock is not None
+            plateau = self.mock.rss_at_peak or 0
+        return {
+            "baseline_rss": self.baseline,
+            "plateau_rss": plateau,
+            "held_at_once": self.mock.held if self.mock is not None else None,
+            "extra_bytes_per_inflight": (plateau - self.baseline) / self.cfg.requests,
+        }
+
+
 async def run(cfg: Config) -> dict[str, Any]:
+    if cfg.client == "ours-batch":
+        return await run_ours_batch(cfg)
     tally = Tally()
     extra: dict[str, Any] = {}
+    mock = MockServer() if cfg.transport == "mock" else None
+    window = _window(cfg)
     async with AsyncExitStack() as stack:
-        if cfg.client == "ours-batch":
-            return await run_ours_batch(cfg, stack, tally)
-        make_one = await SETUPS[cfg.client](cfg, stack, tally)
+        make_one = await SETUPS[cfg.client](cfg, stack, tally, mock)
         events = None
         if cfg.client in ("ours-events-sub", "ours-events-cb"):
             events = await EventCounter.start(cfg, stack, tally.client)
-        if cfg.warmup:
-            await drive(make_one, cfg.warmup, min(cfg.concurrency, cfg.warmup), Tally())
+        if cfg.warmup and window is None:
+            warm = min(cfg.concurrency, cfg.warmup)
+            await drive(make_one, cfg.warmup, warm, Tally(), cfg.warmup_seconds, None, cfg.ramp)
             if events is not None:
                 await events.wait_for(2 * cfg.warmup)
         tally.retries = 0
         retries0 = 0 if tally.client is None else tally.client.stats().retries
-        if cfg.hold:
-            # The closures read cfg.url at each call: the timed requests are held.
-            cfg.url = cfg.url.rstrip("/") + f"/hold/{cfg.requests}"
         if events is not None:
             events.mark()
-        baseline = rss_bytes()
-        sampler = RssSampler() if cfg.hold else None
+        memory = Memory(cfg, mock) if cfg.hold else None
+        if memory is not None:
+            memory.start()
         cpu0 = cpu_seconds()
         t0 = time.monotonic()
-        complete = False
-        with anyio.move_on_after(cfg.time_limit):
-            if sampler is not None:
-                with sampler:
-                    complete = await drive(make_one, cfg.requests, cfg.concurrency, tally)
-            else:
-                complete = await drive(make_one, cfg.requests, cfg.concurrency, tally)
+        async with time_limit(cfg.time_limit):
+            await drive(
+                make_one, cfg.requests, cfg.concurrency, tally, cfg.duration, window, cfg.ramp
+            )
         elapsed = time.monotonic() - t0
         if events is not None:
-            extra.update(await events.finish(2 * cfg.requests, t0))
+            extra.update(await events.finish(2 * tally.done, t0))
         cpu = cpu_seconds() - cpu0
+        if memory is not None:
+            extra.update(memory.finish(tally.first_done))
         if tally.client is not None:
             tally.retries = tally.client.stats().retries - retries0
             extra["client_stats"] = _stats_dict(tally.client.stats())
-        if sampler is not None:
-            plateau = sampler.peak_before(tally.first_done)
-            extra.update(
-                baseline_rss=baseline,
-                plateau_rss=plateau,
-                extra_bytes_per_inflight=(plateau - baseline) / cfg.requests,
-                rss_samples=len(sampler.samples),
-            )
-    return summarize(cfg, tally, elapsed, cpu, complete, extra)
+    return summarize(cfg, tally, elapsed, cpu, extra, window)
+
+
+def _window(cfg: Config) -> Window | None:
+    if cfg.window is None:
+        return None
+    return Window(max(cfg.warmup, 1), cfg.warmup_seconds, cfg.window)
 
 
 def _stats_dict(stats: Any) -> dict[str, Any]:
@@ -570,69 +737,59 @@ def _stats_dict(stats: Any) -> dict[str, Any]:
     }
 
 
-async def run_ours_batch(cfg: Config, stack: AsyncExitStack, tally: Tally) -> dict[str, Any]:
-    from typed_async_client import (  # noqa: PLC0415
-        AsyncResilientClient,
-        RequestContext,
-        RequestStatus,
-    )
+async def run_ours_batch(cfg: Config) -> dict[str, Any]:
+    from typed_async_client import AsyncResilientClient, RequestStatus
 
-    options: dict[str, Any] = {}
-    if cfg.scenario in ("b", "c"):
-        options["default_context"] = RequestContext(
-            max_retries=MAX_RETRIES, base_delay=BASE_DELAY, max_delay=MAX_DELAY
-        )
-    if cfg.policy == "transient":
-        from typed_async_client import RetryPolicy  # noqa: PLC0415
-
-        options["retry_policy"] = RetryPolicy.transient()
-    client = await stack.enter_async_context(
-        AsyncResilientClient(limits=_limits(cfg), timeout=_timeout(cfg), **options)
-    )
-
-    async def batch(url: str, n: int) -> list[Any]:
-        async with client.batch(max_concurrency=cfg.concurrency) as b:
-            for _ in range(n):
-                await b.get(url)
-        return b.results
-
-    if cfg.warmup:
-        await batch(cfg.url, cfg.warmup)
-    retries0 = client.stats().retries
-    url = cfg.url.rstrip("/") + f"/hold/{cfg.requests}" if cfg.hold else cfg.url
-    baseline = rss_bytes()
-    sampler = RssSampler() if cfg.hold else None
-    results: list[Any] = []
+    tally = Tally()
+    mock = MockServer() if cfg.transport == "mock" else None
     extra: dict[str, Any] = {}
-    cpu0 = cpu_seconds()
-    t0 = time.monotonic()
-    with anyio.move_on_after(cfg.time_limit):
-        if sampler is not None:
-            with sampler:
-                results = await batch(url, cfg.requests)
-        else:
-            results = await batch(url, cfg.requests)
-    elapsed = time.monotonic() - t0
-    cpu = cpu_seconds() - cpu0
-    first_end = None
-    for result in results:
-        latency = result.total_time - result.wait_time
-        first_end = result.end_time if first_end is None else min(first_end, result.end_time)
-        good = result.status is RequestStatus.SUCCESS and result.response.status_code == 200
-        error = None if result.error is None else type(result.error).__name__
-        tally.record(good, latency, error)
-    tally.retries = client.stats().retries - retries0
-    if sampler is not None:
-        # end_time is wall-clock time: convert the first end to the monotonic clock.
-        moment = None if first_end is None else time.monotonic() - (time.time() - first_end)
-        plateau = sampler.peak_before(moment)
-        extra.update(
-            baseline_rss=baseline,
-            plateau_rss=plateau,
-            extra_bytes_per_inflight=(plateau - baseline) / cfg.requests,
-            rss_samples=len(sampler.samples),
-        )
-    return summarize(cfg, tally, elapsed, cpu, len(results) == cfg.requests, extra)
+    window = _window(cfg)
+    async with AsyncResilientClient(**_ours_options(cfg, mock)) as client:
+        batches: list[Any] = []
+
+        async def batch(n: int, duration: float | None) -> list[Any]:
+            stop_at = time.monotonic() + (duration if duration is not None else 1e9)
+            async with anyio.create_task_group() as tg:
+                if window is not None:
+                    stats = client.stats
+                    tg.start_soon(window.watch, lambda: stats().succeeded + stats().failed)
+                async with client.batch(max_concurrency=cfg.concurrency) as b:
+                    batches.append(b)
+                    for _ in range(n):
+                        if time.monotonic() >= stop_at or (window and window.stop):
+                            break
+                        await b.get(cfg.url)
+            return b.results
+
+        if cfg.warmup and window is None:
+            await batch(cfg.warmup, cfg.warmup_seconds)
+        retries0 = client.stats().retries
+        memory = Memory(cfg, mock) if cfg.hold else None
+        if memory is not None:
+            memory.start()
+        cpu0 = cpu_seconds()
+        t0 = time.monotonic()
+        async with time_limit(cfg.time_limit):
+            await batch(cfg.requests, cfg.duration)
+        results = batches[-1].results if batches else []  # what ended, even if cut short
+        elapsed = time.monotonic() - t0
+        cpu = cpu_seconds() - cpu0
+        first_end = None
+        offset = time.monotonic() - time.time()  # wall clock -> monotonic clock
+        for result in results:
+            # total_time counts from submission, wait_time the wait for a batch slot.
+            latency = result.total_time - result.wait_time
+            first_end = result.end_time if first_end is None else min(first_end, result.end_time)
+            response = result.response
+            good = result.status is RequestStatus.SUCCESS and response.status_code == 200
+            error = None if result.error is None else type(result.error).__name__
+            tally.records.append((result.end_time + offset, latency, good, error))
+        tally.records.sort()
+        tally.retries = client.stats().retries - retries0
+        extra["client_stats"] = _stats_dict(client.stats())
+        if memory is not None:
+            extra.update(memory.finish(None if first_end is None else first_end + offset))
+    return summarize(cfg, tally, elapsed, cpu, extra, window)
 
 
 class EventCounter:
@@ -647,7 +804,7 @@ class EventCounter:
 
     @classmethod
     async def start(cls, cfg: Config, stack: AsyncExitStack, client: Any) -> EventCounter:
-        from typed_async_client import EventType  # noqa: PLC0415
+        from typed_async_client import EventType
 
         counter = cls(client, "subscriber" if cfg.client == "ours-events-sub" else "callbacks")
         if counter.mode == "subscriber":
@@ -674,7 +831,7 @@ class EventCounter:
     async def wait_for(self, expected: int, limit: float = 10.0) -> bool:
         """Wait (bounded) until ``expected`` events were delivered or dropped since mark()."""
         with anyio.move_on_after(limit):
-            while self.received + self.dropped() - self.dropped0 < expected:
+            while self.received + self.dropped() - self.dropped0 < expected:  # noqa: ASYNC110
                 await anyio.sleep(0.0005)
             return True
         return False
@@ -704,24 +861,36 @@ def summarize(
     tally: Tally,
     elapsed: float,
     cpu: float,
-    complete: bool,
     extra: dict[str, Any],
+    window: Window | None = None,
 ) -> dict[str, Any]:
-    done = tally.ok + tally.errors
-    ordered = sorted(tally.latencies)
+    records = tally.records
+    if window is not None and window.end > window.start:
+        records = [r for r in records if window.start <= r[0] <= window.end]
+        extra = {
+            **extra,
+            "window_s": window.end - window.start,
+            "warm_requests": sum(1 for r in tally.records if r[0] < window.start),
+            "all_requests": tally.done,
+        }
+        elapsed, cpu = window.end - window.start, window.cpu
+    done = len(records)
+    ok = sum(1 for r in records if r[2])
+    errors = Counter(r[3] or "bad status" for r in records if not r[2])
+    ordered = sorted(r[1] for r in records)
     p50 = percentile(ordered, 50)
     p99 = percentile(ordered, 99)
     return {
         "client": cfg.client,
         "backend": cfg.backend,
         "scenario": cfg.scenario,
+        "transport": cfg.transport,
         "concurrency": cfg.concurrency,
         "requests": cfg.requests,
         "completed": done,
-        "complete": complete and done == cfg.requests,
-        "ok": tally.ok,
-        "errors": tally.errors,
-        "error_types": dict(tally.error_types),
+        "ok": ok,
+        "errors": done - ok,
+        "error_types": dict(errors),
         "retries": tally.retries,
         "elapsed": elapsed,
         "rps": done / elapsed if elapsed > 0 else None,
@@ -748,23 +917,24 @@ def _pin(cpu: int | None) -> str:
 
 
 def main() -> None:
-    raw = json.loads(sys.argv[1])
-    cfg = Config(**raw)
+    cfg = Config(**json.loads(sys.argv[1]))
     if cfg.client in ASYNCIO_ONLY and cfg.backend != "asyncio":
         raise SystemExit(f"{cfg.client} runs on asyncio only")
+    if cfg.transport == "mock" and cfg.client not in MOCKABLE:
+        raise SystemExit(f"{cfg.client} has no mock transport")
     pinned = _pin(cfg.cpu)
     try:
         # Clients run on the standard asyncio loop (not uvloop), like most users' code.
         result = anyio.run(run, cfg, backend=cfg.backend)
         result["pinned"] = pinned
-    except BaseException as exc:  # report, do not hang the runner
+    except BaseException as exc:  # report it; never hang the runner
         result = {
             "client": cfg.client,
             "backend": cfg.backend,
             "scenario": cfg.scenario,
             "concurrency": cfg.concurrency,
             "failed": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc()[-2000:],
+            "traceback": traceback.format_exc()[-3000:],
         }
     print(json.dumps(result), flush=True)
 

@@ -158,9 +158,8 @@ class HttpProtocol(asyncio.Protocol):
             buffer = buffer[consumed:]
             space = head.find(b" ")
             marker = head[space + 1 : space + 3]
-            if marker == b"/_" or marker == b"/h":
-                if self._control(head, space):
-                    continue
+            if (marker == b"/_" or marker == b"/h") and self._control(head, space):
+                continue
             state.requests += 1
             if state.fail and state.rng.random() < state.fail:
                 state.failed += 1
@@ -268,7 +267,7 @@ def _pin(cpu: int | None) -> str:
 
 def _new_loop() -> tuple[asyncio.AbstractEventLoop, str]:
     try:
-        import uvloop  # noqa: PLC0415
+        import uvloop
     except ImportError:
         return asyncio.new_event_loop(), "asyncio"
     return uvloop.new_event_loop(), f"uvloop {uvloop.__version__}"
@@ -298,10 +297,8 @@ async def _serve(args: argparse.Namespace, loop_name: str, pinned: str) -> None:
         toggler = asyncio.ensure_future(
             _toggle_listener(loop, state, server, args.host, port, stop)
         )
-    try:
+    with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stop.wait(), args.max_seconds)
-    except asyncio.TimeoutError:
-        pass
     stop.set()
     if toggler is not None:
         await toggler
