@@ -318,7 +318,10 @@ async def test_deadline_error_never_reports_an_earlier_attempt_as_the_last() -> 
             raise httpx.ConnectError("refused", request=request)
         return httpx.Response(503)
 
-    policy = RetryPolicy.transient(backoff=Backoff(base=0.01, factor=1000.0, cap=10.0))
+    # No jitter: the second sleep is exactly 10 s, past the 1 s deadline (deterministic).
+    policy = RetryPolicy.transient(
+        backoff=Backoff(base=0.01, factor=1000.0, cap=10.0, jitter="none")
+    )
     context = RequestContext(max_retries=5, total_timeout=1.0)
     with anyio.fail_after(15):
         async with AsyncResilientClient(transport=httpx.MockTransport(handler)) as client:
