@@ -497,12 +497,13 @@ class AsyncResilientClient(VerbMethods):
         if context.request_id in self._engine.active:
             raise DuplicateRequestIdError(context.request_id)
         deadline = timeout = math.inf
-        clock = anyio.current_time()
-        if context.total_timeout is not None:
-            timeout = context.total_timeout
-            deadline = clock + timeout
-        if context.inherit_deadline:
-            inherited = anyio.current_effective_deadline()
+        inherited = anyio.current_effective_deadline() if context.inherit_deadline else math.inf
+        if context.total_timeout is not None or inherited != math.inf:
+            # The clock is read only when some deadline applies (the common case has none).
+            clock = anyio.current_time()
+            if context.total_timeout is not None:
+                timeout = context.total_timeout
+                deadline = clock + timeout
             if inherited < deadline:
                 deadline = inherited
                 timeout = max(0.0, inherited - clock)

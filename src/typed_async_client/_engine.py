@@ -338,12 +338,18 @@ class Engine:
                             response = None
                         retry = False
 
-                    status_code = None if response is None else response.status_code
-                    error_name = None if exc is None else type(exc).__name__
-                    attempt = (context.attempt_number, attempt_start - context.started_at, duration)
+                    # Everything of this attempt's record but the sleep that follows it.
+                    attempt = (
+                        context.attempt_number,
+                        attempt_start - context.started_at,
+                        duration,
+                        phase,
+                        None if exc is None else type(exc).__name__,
+                        None if response is None else response.status_code,
+                    )
 
                     if not retry:
-                        history.append(AttemptRecord(*attempt, phase, error_name, status_code, 0.0))
+                        history.append(AttemptRecord(*attempt, 0.0))
                         break
                     delay = retrying.next_delay(context)
                     requested: float | None = None
@@ -354,9 +360,7 @@ class Engine:
                                 policy.max_retry_after, scope.deadline - anyio.current_time()
                             )
                             if requested > limit:
-                                history.append(
-                                    AttemptRecord(*attempt, phase, error_name, status_code, 0.0)
-                                )
+                                history.append(AttemptRecord(*attempt, 0.0))
                                 final_error = RetryAfterTooLongError(
                                     context.request_id, requested, max(0.0, limit), response
                                 )
@@ -365,7 +369,7 @@ class Engine:
                             delay = requested
                     if anyio.current_time() + delay >= scope.deadline:
                         # The retry could not even start before the deadline: end now.
-                        history.append(AttemptRecord(*attempt, phase, error_name, status_code, 0.0))
+                        history.append(AttemptRecord(*attempt, 0.0))
                         out_of_time = True
                         if response is not None:
                             await _close_quietly(response)
@@ -373,11 +377,11 @@ class Engine:
                         break
                     # Spent last: only a retry that will really happen takes a token.
                     if self.budget is not None and not self.budget.try_spend():
-                        history.append(AttemptRecord(*attempt, phase, error_name, status_code, 0.0))
+                        history.append(AttemptRecord(*attempt, 0.0))
                         if bus.wants(EventType.BUDGET_EXHAUSTED):
                             bus.emit(AsyncEvent(EventType.BUDGET_EXHAUSTED, context, error=exc))
                         break
-                    history.append(AttemptRecord(*attempt, phase, error_name, status_code, delay))
+                    history.append(AttemptRecord(*attempt, delay))
                     following = context.next_attempt()
                     self.retries += 1
                     if bus.wants(EventType.RETRY):
