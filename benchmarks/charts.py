@@ -20,6 +20,7 @@ COLORS = {
     "ours": "#1f6feb",
     "ours-batch": "#58a6ff",
     "httpx": "#6e7781",
+    "httpx-task": "#afb8c1",
     "tenacity": "#bf8700",
     "stamina": "#8250df",
     "httpx-retries": "#cf222e",

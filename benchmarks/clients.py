@@ -24,6 +24,8 @@ Clients (``client``, backends):
   ``client.events()`` subscriber to every event type, or with plain callbacks on ``STARTED``
   and ``SUCCESS`` (scenario d);
 * ``httpx`` (asyncio, trio): a bare ``httpx.AsyncClient``, no retries;
+* ``httpx-task`` (asyncio, trio): bare httpx with each request in a task of its own, awaited by
+  its worker (anyio's task handle): the floor of our design, a task per request;
 * ``tenacity``, ``stamina``, ``httpx-retries`` (asyncio): httpx with that retry library;
 * ``aiohttp-retry`` (asyncio): aiohttp with aiohttp-retry;
 * ``raw`` (asyncio): a minimal asyncio Protocol client, one keep-alive connection per worker,
@@ -297,6 +299,30 @@ async def setup_httpx(
 
     async def one() -> bool:
         response = await client.get(cfg.url)
+        return response.status_code == 200
+
+    return lambda: one
+
+
+async def setup_httpx_task(
+    cfg: Config, stack: AsyncExitStack, tally: Tally, mock: MockServer | None
+) -> MakeOne:
+    """
+    Bare httpx, each request in a task of its own that the worker awaits: the floor of the
+    design (a task per request in a task group the client owns), with nothing else of ours.
+    """
+    client = await stack.enter_async_context(
+        httpx.AsyncClient(
+            limits=_limits(cfg), timeout=_timeout(cfg), transport=_transport(cfg, mock)
+        )
+    )
+    owner = await stack.enter_async_context(anyio.create_task_group())
+
+    async def get() -> httpx.Response:
+        return await client.get(cfg.url)
+
+    async def one() -> bool:
+        response = await owner.create_task(get())
         return response.status_code == 200
 
     return lambda: one
@@ -582,6 +608,7 @@ SETUPS: dict[str, Setup] = {
     "ours-events-sub": setup_ours,
     "ours-events-cb": setup_ours,
     "httpx": setup_httpx,
+    "httpx-task": setup_httpx_task,
     "tenacity": setup_tenacity,
     "stamina": setup_stamina,
     "httpx-retries": setup_httpx_retries,
@@ -589,7 +616,9 @@ SETUPS: dict[str, Setup] = {
     "raw": setup_raw,
 }
 ASYNCIO_ONLY = frozenset({"tenacity", "stamina", "httpx-retries", "aiohttp-retry", "raw"})
-MOCKABLE = frozenset({"ours", "ours-batch", "ours-events-sub", "ours-events-cb", "httpx"})
+MOCKABLE = frozenset(
+    {"ours", "ours-batch", "ours-events-sub", "ours-events-cb", "httpx", "httpx-task"}
+)
 
 
 # -- measuring ------------------------------------------------------------------------------

@@ -61,9 +61,11 @@ FAIL_FRACTION = 0.12
 # (client, backend); the bare httpx client of each backend is the pair of ours.
 PAIRS_A = [
     ("httpx", "asyncio"),
+    ("httpx-task", "asyncio"),
     ("ours", "asyncio"),
     ("ours-batch", "asyncio"),
     ("httpx", "trio"),
+    ("httpx-task", "trio"),
     ("ours", "trio"),
     ("ours-batch", "trio"),
 ]
@@ -108,7 +110,7 @@ class Plan:
         memory = [
             (client, backend)
             for backend in ("asyncio", "trio")
-            for client in ("httpx", "ours", "ours-batch")
+            for client in ("httpx", "httpx-task", "ours", "ours-batch")
         ]
         if quick:
             core = [("httpx", "asyncio"), ("ours", "asyncio"), ("httpx", "trio"), ("ours", "trio")]
@@ -120,7 +122,7 @@ class Plan:
                 concurrencies=[1, 10, 100],
                 duration=0.5,
                 warmup_seconds=5.0,
-                a_clients=[*core, ("raw", "asyncio")],
+                a_clients=[*core, ("httpx-task", "asyncio"), ("raw", "asyncio")],
                 a_clients_1000=[("httpx", "asyncio"), ("ours", "asyncio")],
                 fault_clients=[*core, ("raw", "asyncio")],
                 fault_requests=300,
@@ -144,13 +146,16 @@ class Plan:
             # wrapper there, and are left out to keep the run under 20 minutes.
             a_clients_1000=[
                 ("httpx", "asyncio"),
+                ("httpx-task", "asyncio"),
                 ("ours", "asyncio"),
                 ("httpx", "trio"),
+                ("httpx-task", "trio"),
                 ("ours", "trio"),
                 ("aiohttp-retry", "asyncio"),
                 ("raw", "asyncio"),
             ],
-            fault_clients=[*PAIRS_A, *PEERS],
+            # The floor sends no retries: it is bare httpx in the fault scenarios.
+            fault_clients=[pair for pair in [*PAIRS_A, *PEERS] if pair[0] != "httpx-task"],
             fault_requests=1_000,
             events_clients=events,
             events_requests=5_000,

@@ -257,6 +257,38 @@ def test_clone_copies_and_applies_changes() -> None:
     )
 
 
+def test_renewed_is_clone_with_a_new_start_and_id() -> None:
+    """The client's unchecked copy (_renewed) equals clone(), field for field, for every field."""
+    context = RequestContext(
+        max_retries=5,
+        current_attempt=2,
+        base_delay=0.2,
+        backoff_factor=3.0,
+        max_delay=9.0,
+        request_id="r",
+        metadata={"k": "v"},
+        total_timeout=4.0,
+        inherit_deadline=False,
+        idempotent=True,
+    )
+    renewed = context._renewed(123.0, "new-id")
+    assert renewed == context.clone(started_at=123.0, request_id="new-id")
+    assert [getattr(renewed, f.name) for f in dataclasses.fields(renewed)] == [
+        getattr(context.clone(started_at=123.0, request_id="new-id"), f.name)
+        for f in dataclasses.fields(context)
+    ]
+    assert renewed._renewed(5.0).request_id == "new-id"
+    assert type(renewed) is RequestContext
+
+
+def test_renewed_subclass_goes_through_its_own_checks() -> None:
+    """A subclass is copied by clone(): its type, its fields and its validation are kept."""
+    context = ApiRequestContext(api_version="v2", request_id="r")
+    renewed = context._renewed(7.0, "other")
+    assert type(renewed) is ApiRequestContext
+    assert (renewed.api_version, renewed.request_id, renewed.started_at) == ("v2", "other", 7.0)
+
+
 def test_clone_validates_the_changes() -> None:
     """clone() validates the resulting context like a new one."""
     with pytest.raises(ValueError, match=r"^base_delay"):

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import httpx
@@ -78,6 +78,10 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
     from typing_extensions import Self, Unpack
+
+
+#: The template of a request submitted without a context or a client default.
+_DEFAULT_CONTEXT: Final = RequestContext()
 
 
 class _State(enum.Enum):
@@ -484,14 +488,10 @@ class AsyncResilientClient(VerbMethods):
             check_options(options)
         now = time.monotonic()
         if context is None:
-            template = self._default_context
-            context = (
-                RequestContext(started_at=now)
-                if template is None
-                else template.clone(request_id=_new_request_id(), started_at=now)
-            )
+            template = self._default_context or _DEFAULT_CONTEXT
+            context = template._renewed(now, _new_request_id())
         elif isinstance(context, RequestContext):
-            context = context.clone(started_at=now)
+            context = context._renewed(now)
         else:
             raise TypeError(f"context must be a RequestContext, got {type(context).__name__}")
         if context.request_id in self._engine.active:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -34,7 +34,8 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def _new_request_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits in hex, like ``uuid.uuid4().hex`` without the UUID object (4x cheaper)."""
+    return os.urandom(16).hex()
 
 
 def _check_count(name: str, value: object) -> None:
@@ -159,6 +160,33 @@ class RequestContext:
         Subclasses keep their type and their own fields.
         """
         return dataclasses.replace(self, **changes)
+
+    def _renewed(self: _C, started_at: float, request_id: str | None = None) -> _C:
+        """
+        A copy for a new submission: ``started_at`` (and ``request_id``) changed.
+
+        Like ``clone()``, without validating again the fields this context already validated:
+        the hot path of every request. Subclasses go through ``clone()`` (their own
+        ``__post_init__`` may derive fields from these).
+        """
+        if type(self) is not RequestContext:
+            if request_id is None:
+                return self.clone(started_at=started_at)
+            return self.clone(started_at=started_at, request_id=request_id)
+        new = object.__new__(RequestContext)
+        put = object.__setattr__
+        put(new, "max_retries", self.max_retries)
+        put(new, "current_attempt", self.current_attempt)
+        put(new, "base_delay", self.base_delay)
+        put(new, "backoff_factor", self.backoff_factor)
+        put(new, "max_delay", self.max_delay)
+        put(new, "request_id", self.request_id if request_id is None else request_id)
+        put(new, "metadata", self.metadata)
+        put(new, "started_at", started_at)
+        put(new, "total_timeout", self.total_timeout)
+        put(new, "inherit_deadline", self.inherit_deadline)
+        put(new, "idempotent", self.idempotent)
+        return new  # type: ignore[return-value]
 
     def next_attempt(self: _C) -> _C:
         """

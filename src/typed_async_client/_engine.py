@@ -17,6 +17,7 @@ httpx pool: a cancelled attempt never leaves httpx's pool wedged (RELIABILITY.md
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -72,6 +73,10 @@ _FINAL_EVENT: Final[dict[RequestStatus, EventType]] = {
     RequestStatus.ERROR: EventType.ERROR,
     RequestStatus.CANCELLED: EventType.CANCELLED,
 }
+
+
+#: The scope of a request without a deadline: nothing to enter.
+_NO_SCOPE: Final = contextlib.nullcontext()
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -135,7 +140,7 @@ class Engine:
         self.max_content_encodings = max_content_encodings
         self.capped = max_response_bytes is not None or max_content_encodings is not None
         self.sensitive_query_keys = sensitive_query_keys
-        self.attempt_limiter: anyio.CapacityLimiter | None = None
+        self.attempt_limiter: anyio.Semaphore | None = None
         self.active: dict[str, RequestHandle] = {}
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.waiting = 0
@@ -150,7 +155,7 @@ class Engine:
     def open(self) -> None:
         """Create what needs a running event loop."""
         if self.attempt_limit is not None:
-            self.attempt_limiter = anyio.CapacityLimiter(self.attempt_limit)
+            self.attempt_limiter = anyio.Semaphore(self.attempt_limit)
 
     def start(
         self,
@@ -166,26 +171,24 @@ class Engine:
         handle._url = url
         self.active[handle.request_id] = handle
         self.started += 1
-        task_group.start_soon(
-            self.run, handle, method, url, options, policy, name=f"request {handle.request_id}"
+        handle._task = task_group.create_task(
+            self.run(handle, method, url, options, policy), name=f"request {handle.request_id}"
         )
 
-    async def _attempt(
-        self,
-        handle: RequestHandle,
-        method: str,
-        url: httpx.URL | str,
-        options: RequestOptions,
-        trace: AttemptTrace | None,
-    ) -> httpx.Response:
-        if self.rate_limiter is not None:
-            self.waiting += 1
-            try:
-                handle._wait_time += await self.rate_limiter.wait()
-            finally:
-                self.waiting -= 1
+    async def _wait_for_rate(self, handle: RequestHandle) -> None:
+        assert self.rate_limiter is not None
+        self.waiting += 1
+        try:
+            handle._wait_time += await self.rate_limiter.wait()
+        finally:
+            self.waiting -= 1
+
+    def _attempt_options(
+        self, handle: RequestHandle, options: RequestOptions, trace: AttemptTrace | None
+    ) -> dict[str, Any]:
+        """The httpx arguments of the attempt about to start, which is counted here."""
         kwargs = cast("dict[str, Any]", options)
-        deadline = handle._scope.deadline
+        deadline = handle._deadline
         if deadline != math.inf:
             remaining = deadline - anyio.current_time()
             timeout = _shrink_timeout(kwargs.get("timeout", self.http_client.timeout), remaining)
@@ -194,35 +197,18 @@ class Engine:
             kwargs = {**kwargs, "extensions": {**kwargs.get("extensions", {}), "trace": trace}}
         self.attempts += 1
         handle._attempts += 1
-        limiter = self.attempt_limiter
-        if limiter is None:
-            return await self._send(method, url, kwargs)
-        try:
-            # A free slot is taken without yielding to the event loop (acquire() always does).
-            limiter.acquire_nowait()
-        except anyio.WouldBlock:
-            await limiter.acquire()
-        try:
-            return await self._send(method, url, kwargs)
-        finally:
-            limiter.release()
+        return kwargs
 
-    async def _send(
+    async def _send_capped(
         self, method: str, url: httpx.URL | str, kwargs: dict[str, Any]
     ) -> httpx.Response:
-        start_attempt()
-        try:
-            if not self.capped:
-                return await self.http_client.request(method, url, **kwargs)
-            # Stream, so that the body is read under the caps (see _body.py).
-            send_kwargs = {k: kwargs[k] for k in ("auth", "follow_redirects") if k in kwargs}
-            build_kwargs = {k: v for k, v in kwargs.items() if k not in send_kwargs}
-            request = self.http_client.build_request(method, url, **build_kwargs)
-            response = await self.http_client.send(request, stream=True, **send_kwargs)
-            await read_capped(response, self.max_response_bytes, self.max_content_encodings)
-            return response
-        finally:
-            end_attempt()
+        """Stream the response, so that its body is read under the caps (see _body.py)."""
+        send_kwargs = {k: kwargs[k] for k in ("auth", "follow_redirects") if k in kwargs}
+        build_kwargs = {k: v for k, v in kwargs.items() if k not in send_kwargs}
+        request = self.http_client.build_request(method, url, **build_kwargs)
+        response = await self.http_client.send(request, stream=True, **send_kwargs)
+        await read_capped(response, self.max_response_bytes, self.max_content_encodings)
+        return response
 
     def _origin(self, url: httpx.URL | str) -> Origin:
         full = self.http_client.base_url.join(url) if self.http_client.base_url else httpx.URL(url)
@@ -248,7 +234,11 @@ class Engine:
     ) -> None:
         """The request's own task: attempts, backoff sleeps, events, and the final result."""
         bus = self.bus
-        scope = handle._scope
+        http_client = self.http_client
+        deadline = handle._deadline
+        # A scope of its own only when the request has a deadline; handle.cancel() cancels the
+        # task's own scope (anyio's task handle has one already).
+        scope = None if deadline == math.inf else anyio.CancelScope(deadline=deadline)
         context = handle.context
         _current.set(context)
         start_time = time.time()
@@ -260,12 +250,16 @@ class Engine:
         breaker = self.breaker
         try:
             # Inside the try: whatever raises here ends this request only.
-            retrying = Retrying(policy, method, url, options, context, self.http_client.headers)
-            user_trace = options.get("extensions", {}).get("trace") if retrying.traced else None
+            # The retry bookkeeping is built at the first attempt that could be retried: a
+            # response under a policy that never retries responses needs none.
+            retrying: Retrying | None = None
+            traced = not policy.is_default
+            retries_responses = bool(policy.retry_statuses) or policy.predicate is not None
+            user_trace = options.get("extensions", {}).get("trace") if traced else None
             origin = None if breaker is None else self._origin(url)
             if self.budget is not None:
                 self.budget.deposit()
-            with scope:
+            with _NO_SCOPE if scope is None else scope:
                 if handle._cancel_requested:
                     # Cancelled before its task ran: end here, with no attempt counted (a flag
                     # check, cheaper than a checkpoint on every request).
@@ -284,11 +278,37 @@ class Engine:
                             final_error.__cause__ = error
                             break
                         probe = breaker.state(origin) is CircuitState.HALF_OPEN
-                    trace = AttemptTrace(user_trace) if retrying.traced else None
+                    trace = AttemptTrace(user_trace) if traced else None
                     attempt_start = time.monotonic()
                     exc: Exception | None = None
                     try:
-                        response = await self._attempt(handle, method, url, options, trace)
+                        # The attempt, inline (a coroutine frame less per request in flight):
+                        # the rate limit, a slot of the attempt limiter, then httpx.
+                        if self.rate_limiter is not None:
+                            await self._wait_for_rate(handle)
+                        kwargs = self._attempt_options(handle, options, trace)
+                        limiter = self.attempt_limiter
+                        if limiter is not None:
+                            try:
+                                # A free slot is taken without yielding to the event loop
+                                # (acquire() always does).
+                                limiter.acquire_nowait()
+                            except anyio.WouldBlock:
+                                await limiter.acquire()
+                        # Redirect hops are guarded only where httpx may follow them.
+                        guarded = kwargs.get("follow_redirects", http_client.follow_redirects)
+                        if guarded:
+                            start_attempt()
+                        try:
+                            if self.capped:
+                                response = await self._send_capped(method, url, kwargs)
+                            else:
+                                response = await http_client.request(method, url, **kwargs)
+                        finally:
+                            if guarded:
+                                end_attempt()
+                            if limiter is not None:
+                                limiter.release()
                         error = None  # the last attempt got a response
                     except Exception as caught:
                         exc = error = caught
@@ -320,7 +340,13 @@ class Engine:
                         self._circuit_event(changed, context, origin)
                     phase = None
                     try:
-                        if exc is not None:
+                        if retrying is None and (exc is not None or retries_responses):
+                            retrying = Retrying(
+                                policy, method, url, options, context, self.http_client.headers
+                            )
+                        if retrying is None:
+                            retry = False
+                        elif exc is not None:
                             phase = trace.phase if trace is not None else phase_of_error(exc)
                             retry, _why = retrying.retries_error(exc, context, trace)
                         else:
@@ -351,14 +377,13 @@ class Engine:
                     if not retry:
                         history.append(AttemptRecord(*attempt, 0.0))
                         break
+                    assert retrying is not None
                     delay = retrying.next_delay(context)
                     requested: float | None = None
                     if response is not None and not retrying.instant:
                         requested = requested_delay(response)
                         if requested is not None:
-                            limit = min(
-                                policy.max_retry_after, scope.deadline - anyio.current_time()
-                            )
+                            limit = min(policy.max_retry_after, deadline - anyio.current_time())
                             if requested > limit:
                                 history.append(AttemptRecord(*attempt, 0.0))
                                 final_error = RetryAfterTooLongError(
@@ -367,7 +392,7 @@ class Engine:
                                 response = None
                                 break
                             delay = requested
-                    if anyio.current_time() + delay >= scope.deadline:
+                    if anyio.current_time() + delay >= deadline:
                         # The retry could not even start before the deadline: end now.
                         history.append(AttemptRecord(*attempt, 0.0))
                         out_of_time = True
@@ -437,9 +462,7 @@ class Engine:
             )
         elif response is not None:
             self.finish(handle, context, RequestStatus.SUCCESS, response, None, start_time, history)
-        elif handle._cancel_requested and scope.cancelled_caught:
-            self.finish(handle, context, RequestStatus.CANCELLED, None, None, start_time, history)
-        elif out_of_time or scope.cancelled_caught:
+        elif out_of_time or (scope is not None and scope.cancelled_caught):
             timeout = handle._timeout
             deadline_error = DeadlineExceededError(
                 context.request_id, handle._attempts, timeout, error

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
-import anyio
 import httpx
 
 from ._context import RequestContext
 from ._results import RequestResult
+
+if TYPE_CHECKING:
+    from anyio import TaskHandle
 
 
 @final
@@ -36,11 +38,11 @@ class RequestHandle:
         "_attempts",
         "_cancel_requested",
         "_context",
-        "_done",
+        "_deadline",
         "_method",
         "_on_finish",
         "_result",
-        "_scope",
+        "_task",
         "_timeout",
         "_url",
         "_wait_time",
@@ -57,8 +59,7 @@ class RequestHandle:
     ) -> None:
         self.request_id = context.request_id
         self._context = context
-        # One scope per request: cancel() and the deadline both act through it.
-        self._scope = anyio.CancelScope(deadline=deadline)
+        self._deadline = deadline
         self._timeout = timeout
         self._cancel_requested = False
         self._on_finish = on_finish
@@ -66,7 +67,10 @@ class RequestHandle:
         self._attempts = 0
         self._method = ""
         self._url: httpx.URL | str = ""
-        self._done = anyio.Event()
+        # The request's task, once started: cancel() cancels it and waiters wait for its end
+        # (anyio's task handle carries a cancel scope and an event already: the request needs
+        # no other).
+        self._task: TaskHandle[None] | None = None
         self._result: RequestResult | None = None
 
     def __repr__(self) -> str:
@@ -81,7 +85,7 @@ class RequestHandle:
     @property
     def deadline(self) -> float:
         """The request's deadline on the event loop's clock (``inf`` when it has none)."""
-        return self._scope.deadline
+        return self._deadline
 
     @property
     def result(self) -> RequestResult | None:
@@ -100,11 +104,14 @@ class RequestHandle:
         """
         if self._result is None:
             self._cancel_requested = True
-            self._scope.cancel()
+            if self._task is not None:
+                self._task.cancel()
 
     async def wait_result(self) -> RequestResult:
         """Wait for the request's end and return its result, whatever the outcome; never raises."""
-        await self._done.wait()
+        if self._result is None:
+            assert self._task is not None, "a handle is returned once its task has started"
+            await self._task.wait()
         assert self._result is not None
         return self._result
 
@@ -123,7 +130,16 @@ class RequestHandle:
         raise result.error
 
     def __await__(self) -> Generator[Any, None, httpx.Response]:
-        return self.wait().__await__()
+        # wait(), without its two coroutine frames: awaiting a handle is the hot path.
+        if self._result is None:
+            assert self._task is not None, "a handle is returned once its task has started"
+            yield from self._task.wait().__await__()
+        result = self._result
+        assert result is not None
+        if result.response is not None:
+            return result.response
+        assert result.error is not None
+        raise result.error
 
     def _set_context(self, context: RequestContext) -> None:
         self._context = context
@@ -131,6 +147,5 @@ class RequestHandle:
     def _finish(self, result: RequestResult) -> None:
         self._result = result
         self._context = result.context
-        self._done.set()
         if self._on_finish is not None:
             self._on_finish(self)

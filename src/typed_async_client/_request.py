@@ -67,13 +67,28 @@ def _check_authority(text: str, rest: str) -> None:
         raise ValueError(f"url port must be a number from 0 to 65535, got {port!r} in {text!r}")
 
 
+#: Methods already checked, to their upper-case form (the common ones from the start).
+_METHODS: Final[dict[str, str]] = {
+    m: m for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+}
+#: Absolute ``str`` URLs that passed ``check_url`` (valid whatever the base URL), bounded.
+_CHECKED_URLS: Final[set[str]] = set()
+_CHECKED_URLS_MAX: Final = 1024
+
+
 def check_method(method: object) -> str:
     """Return the method in upper case, or raise ``ValueError``/``TypeError`` at the call."""
+    known = _METHODS.get(method) if isinstance(method, str) else None
+    if known is not None:
+        return known
     if not isinstance(method, str):
         raise TypeError(f"method must be a str, got {type(method).__name__}")
     if not _TOKEN.fullmatch(method):
         raise ValueError(f"method must be an HTTP token such as 'GET', got {method!r}")
-    return method.upper()
+    upper = method.upper()
+    if len(_METHODS) < 64:
+        _METHODS[method] = upper
+    return upper
 
 
 def check_url(url: object, *, has_base_url: bool) -> None:
@@ -82,6 +97,8 @@ def check_url(url: object, *, has_base_url: bool) -> None:
 
     A relative URL is accepted only when the client has a ``base_url``.
     """
+    if url.__class__ is str and url in _CHECKED_URLS:
+        return
     rest = ""
     if isinstance(url, httpx.URL):
         scheme = url.scheme
@@ -105,6 +122,10 @@ def check_url(url: object, *, has_base_url: bool) -> None:
             "url must be absolute (http:// or https://) when the client has no base_url, "
             f"got {text!r}"
         )
+    if scheme and isinstance(url, str):
+        if len(_CHECKED_URLS) >= _CHECKED_URLS_MAX:
+            _CHECKED_URLS.clear()
+        _CHECKED_URLS.add(url)
 
 
 def check_options(options: Mapping[str, Any]) -> None:
