@@ -686,9 +686,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default="abcde", help="a subset, such as 'ab'")
     parser.add_argument("--no-profile", action="store_true", help="skip the profile")
     parser.add_argument("--profile", action="store_true", help="profile in --quick too")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the page (default docs/benchmarks.md; with --quick benchmarks/results/quick.md)",
+    )
     parser.add_argument("--render", type=Path, default=None, help="re-render from a JSON file")
     args = parser.parse_args(argv)
+    if args.out is None:
+        # A smoke run never overwrites the page of the last full run.
+        args.out = HERE / "results" / "quick.md" if args.quick else ROOT / "docs" / "benchmarks.md"
     if args.render is not None:
         render(args.render, args.out)
         return 0

@@ -5,6 +5,7 @@ The client facade: lifecycle, submission, handles, input checks, results and sta
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -385,3 +386,50 @@ async def test_close_inside_a_nested_task_group(server: LocalServer) -> None:
                 await client.get(server.url_for("/late"))
         assert client.http_client.is_closed
         assert RequestStatus.SUCCESS == (await handle.wait_result()).status
+
+
+@pytest.mark.parametrize("capped", [False, True], ids=["plain", "capped"])
+async def test_kept_response_releases_the_transport_stream(
+    server: LocalServer, capped: bool
+) -> None:
+    """
+    A kept result's response no longer references the connection pool's objects: its stream is
+    its body. The response reads as before, and reading the consumed stream raises as in httpx.
+    """
+    options: dict[str, Any] = {"max_response_bytes": 1_000_000} if capped else {}
+    with anyio.fail_after(10):
+        async with AsyncResilientClient(**options) as client:
+            handle = await client.get(server.url_for("/kept"))
+            response = await handle
+            assert isinstance(response.stream, httpx.ByteStream)
+            assert response.is_closed
+            assert response.status_code == 200
+            assert response.content == b"".join([chunk async for chunk in response.stream])
+            assert response.text == response.content.decode()
+            with pytest.raises(httpx.StreamConsumed):
+                async for _ in response.aiter_raw():
+                    pass
+            result = client.get_result(handle.request_id)
+            assert result is not None
+            assert result.response is response
+
+
+async def test_release_stream_leaves_an_unread_response_alone() -> None:
+    """A response consumed by iteration, or still open, keeps its own stream."""
+    from typed_async_client._body import release_stream
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"streamed"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body())
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        async with http.stream("GET", "http://127.0.0.1/s") as open_response:
+            stream = open_response.stream
+            release_stream(open_response)  # open: untouched
+            assert open_response.stream is stream
+            chunks = [chunk async for chunk in open_response.aiter_raw()]
+        assert chunks == [b"streamed"]
+        release_stream(open_response)  # consumed by iteration, never read: untouched
+        assert open_response.stream is stream

@@ -159,3 +159,26 @@ async def read_capped(
         response._content = b"".join(collector.chunks)
     finally:
         await response.aclose()
+
+
+def release_stream(response: httpx.Response) -> None:
+    """
+    Let a read and closed response drop its transport stream before it is kept in the results.
+
+    The stream of a response that httpx has read and closed still references the connection
+    pool's request, its events and its streams (about 14 of the 29 objects a kept result holds):
+    kept for every stored result, they only give the garbage collector work. Replaced here by the
+    body itself as an ``httpx.ByteStream``, as httpx does for a request whose body it has read.
+    Nothing reads a consumed stream again (httpx raises ``StreamConsumed`` first); a response
+    still open (``stream=True``, or not read) is left alone.
+    """
+    if (
+        response.is_closed
+        and response.is_stream_consumed
+        and not isinstance(response.stream, httpx.ByteStream)
+    ):
+        try:
+            content = response.content
+        except httpx.ResponseNotRead:
+            return  # consumed by iteration, never read into memory: nothing to stand in for it
+        response.stream = httpx.ByteStream(content)

@@ -592,8 +592,13 @@ class AsyncResilientClient(VerbMethods):
         method, handle = self._prepare(method, url, context, options)
         policy = self._policy_for(retry_policy)
         assert self._tg is not None
-        limiters = () if self._concurrency is None else (self._concurrency,)
-        await self._admit_and_start(self._tg, handle, method, url, options, policy, limiters)
+        if self._concurrency is None:
+            # Nothing to wait for: started at once, without a coroutine of its own.
+            self._engine.start(self._tg, handle, method, url, options, policy)
+        else:
+            await self._admit_and_start(
+                self._tg, handle, method, url, options, policy, (self._concurrency,)
+            )
         return handle
 
     def _policy_for(self, retry_policy: RetryPolicy | None) -> RetryPolicy:

@@ -29,7 +29,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
-from ._body import read_capped
+from ._body import read_capped, release_stream
 from ._breaker import CircuitBreaker, CircuitState, Origin
 from ._budget import RetryBudget
 from ._constants import LATENCY_WINDOW, LOGGER_NAME
@@ -461,6 +461,7 @@ class Engine:
                 handle, context, RequestStatus.ERROR, None, final_error, start_time, history
             )
         elif response is not None:
+            release_stream(response)
             self.finish(handle, context, RequestStatus.SUCCESS, response, None, start_time, history)
         elif out_of_time or (scope is not None and scope.cancelled_caught):
             timeout = handle._timeout
