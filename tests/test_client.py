@@ -433,3 +433,24 @@ async def test_release_stream_leaves_an_unread_response_alone() -> None:
         assert chunks == [b"streamed"]
         release_stream(open_response)  # consumed by iteration, never read: untouched
         assert open_response.stream is stream
+
+
+async def test_awaiting_a_finished_handle_is_still_a_checkpoint(server: LocalServer) -> None:
+    """Awaiting a handle that has ended yields and honours the caller's cancellation."""
+    with anyio.fail_after(10):
+        async with AsyncResilientClient() as client:
+            handle = await client.get(server.url_for("/done"))
+            response = await handle
+            reached = []
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await handle
+                reached.append("await")
+            with anyio.CancelScope() as scope_result:
+                scope_result.cancel()
+                await handle.wait_result()
+                reached.append("wait_result")
+            assert reached == []
+            assert scope.cancelled_caught
+            assert scope_result.cancelled_caught
+            assert await handle is response  # outside a cancelled scope: the response

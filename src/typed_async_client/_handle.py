@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, final
 
+import anyio.lowlevel
 import httpx
 
 from ._context import RequestContext
@@ -112,6 +113,10 @@ class RequestHandle:
         if self._result is None:
             assert self._task is not None, "a handle is returned once its task has started"
             await self._task.wait()
+        else:
+            # A checkpoint all the same, as anyio's Event.wait() makes one: awaiting a handle
+            # always yields and honours the caller's cancellation, done or not.
+            await anyio.lowlevel.checkpoint()
         assert self._result is not None
         return self._result
 
@@ -134,6 +139,8 @@ class RequestHandle:
         if self._result is None:
             assert self._task is not None, "a handle is returned once its task has started"
             yield from self._task.wait().__await__()
+        else:
+            yield from anyio.lowlevel.checkpoint().__await__()
         result = self._result
         assert result is not None
         if result.response is not None:
