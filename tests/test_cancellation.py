@@ -9,6 +9,7 @@ retried nor swallowed.
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 from collections import Counter
@@ -127,6 +128,22 @@ async def test_cancel_while_waiting_for_the_response(server: LocalServer) -> Non
     assert (1, 0, 1, 0) == (stats.attempts, stats.retries, stats.cancelled, stats.failed)
     assert 1 == handle.result.attempts  # type: ignore[union-attr]
     assert 1 == server.hits["/delay/30"]
+
+
+async def test_cancel_wins_over_a_pending_deadline(server: LocalServer) -> None:
+    """handle.cancel() on a request with a deadline of its own ends it CANCELLED, not timed out."""
+    context = RequestContext(max_retries=0, total_timeout=20.0)
+    with anyio.fail_after(15):
+        async with AsyncResilientClient(timeout=10.0) as client:
+            handle = await client.get(server.url_for("/delay/30"), context=context)
+            await _wait_until(lambda: 1 == server.hits["/delay/30"])
+            assert handle.deadline != math.inf
+            handle.cancel()
+            result = await handle.wait_result()
+    assert result.status is RequestStatus.CANCELLED
+    assert isinstance(result.error, RequestCancelledError)
+    assert result.attempts == 1
+    assert result.history[0].error is not None  # the interrupted attempt is on record
 
 
 async def test_cancel_while_connecting(server: LocalServer) -> None:
