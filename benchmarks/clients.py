@@ -311,19 +311,11 @@ async def setup_httpx_task(
     Bare httpx, each request in a task of its own that the worker awaits: the floor of the
     design (a task per request in a task group the client owns), with nothing else of ours.
     """
-    client = await stack.enter_async_context(
-        httpx.AsyncClient(
-            limits=_limits(cfg), timeout=_timeout(cfg), transport=_transport(cfg, mock)
-        )
-    )
+    bare = (await setup_httpx(cfg, stack, tally, mock))()
     owner = await stack.enter_async_context(anyio.create_task_group())
 
-    async def get() -> httpx.Response:
-        return await client.get(cfg.url)
-
     async def one() -> bool:
-        response = await owner.create_task(get())
-        return response.status_code == 200
+        return await owner.create_task(bare())
 
     return lambda: one
 

@@ -128,14 +128,10 @@ class RequestHandle:
             Exception: the exception of the last attempt (an httpx exception, unchanged).
             RequestCancelledError: the request was cancelled.
         """
-        result = await self.wait_result()
-        if result.response is not None:
-            return result.response
-        assert result.error is not None
-        raise result.error
+        return await self
 
     def __await__(self) -> Generator[Any, None, httpx.Response]:
-        # wait(), without its two coroutine frames: awaiting a handle is the hot path.
+        # wait_result() inline, without a coroutine frame: awaiting a handle is the hot path.
         if self._result is None:
             assert self._task is not None, "a handle is returned once its task has started"
             yield from self._task.wait().__await__()
