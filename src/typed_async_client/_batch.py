@@ -96,6 +96,9 @@ class Batch(VerbMethods):
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._tg is not None
+        # From here on the batch takes no new request: a submitter still waiting for a slot
+        # gets ClientStateError (see _check_accepting) instead of a task in a closing group.
+        self._state = "closing"
         if exc_type is not None:
             # The block failed (or was cancelled): its requests are no longer wanted.
             self._tg.cancel_scope.cancel()
@@ -132,18 +135,25 @@ class Batch(VerbMethods):
         Raises:
             ClientStateError: the batch is not open (outside its ``async with`` block).
         """
-        if self._state != "open":
-            raise ClientStateError(f"the batch is {self._state}: submit inside its 'async with'")
+        self._check_accepting()
         client = self._client
         method, handle = client._prepare(method, url, context, options, on_finish=self._on_finish)
         limiters = [limiter for limiter in (self._limiter, client._concurrency) if limiter]
         assert self._tg is not None
         policy = client._policy_for(retry_policy)
-        await client._admit_and_start(self._tg, handle, method, url, options, policy, limiters)
+        await client._admit_and_start(
+            self._tg, handle, method, url, options, policy, limiters, self._check_accepting
+        )
         self._submitted += 1
         if self._collect:
             self._handles.append(handle)
         return handle
+
+    def _check_accepting(self) -> None:
+        if self._state != "open":
+            raise ClientStateError(
+                f"the batch is {self._state}: submit inside its 'async with' block"
+            )
 
     def _on_finish(self, handle: RequestHandle) -> None:
         result = handle.result

@@ -4,13 +4,15 @@ owns, retried on connection errors, observed through events, and remembered as r
 
 Lifecycle (a client is used once)::
 
-    UNOPENED --open()/__aenter__--> OPEN --close()/__aexit__--> CLOSING --> CLOSED
+    UNOPENED --open()/__aenter__--> OPEN --close()/__aexit__--> CLOSING --> DRAINED --> CLOSED
 
-``open()`` enters the client's task group and starts the event dispatcher in it. ``close()``
-refuses new requests, waits for the requests in flight (or cancels them with ``cancel=True``,
-or after ``grace`` seconds), lets the dispatcher deliver the events already emitted, ends the
-event streams, then exits the task group and closes the httpx client it created. ``open()`` and
-``close()`` must run in the same task, as the two halves of ``async with`` do.
+``open()`` enters the client's task group and starts the event dispatcher in it. Closing has
+two halves. Stopping (``OPEN -> CLOSING -> DRAINED``) refuses new requests, waits for the
+requests in flight (or cancels them with ``cancel=True``, or after ``grace`` seconds), lets the
+dispatcher deliver the events already emitted and ends the event streams: any task may do it,
+once (a second closer waits for the first). Exiting the task group (``DRAINED -> CLOSED``) and
+closing the httpx client the client created can only be done where the task group was entered:
+by ``__aexit__``, or by ``close()`` of a client opened by hand, in the opener's task and scope.
 
 The request coroutines themselves live in ``_engine.py``; batches in ``_batch.py``.
 """
@@ -52,6 +54,7 @@ from ._exceptions import (
 )
 from ._handle import RequestHandle
 from ._limits import RateLimiter
+from ._phases import count_request
 from ._redact import (
     SENSITIVE_HEADERS,
     SENSITIVE_QUERY_KEYS,
@@ -69,6 +72,7 @@ from ._request import (
 )
 from ._results import RequestResult, ResultStore
 from ._retry import DEFAULT_POLICY, RetryPolicy
+from ._scopes import is_innermost
 from ._stats import ClientStats
 from ._verbs import VerbMethods
 
@@ -95,9 +99,12 @@ class _State(enum.Enum):
 def _with_redirect_guard(
     event_hooks: Mapping[str, Sequence[Callable[..., Any]]] | None, guard: RedirectGuard
 ) -> dict[str, list[Callable[..., Any]]]:
-    """The user's hooks, with the redirect guard last among the request hooks."""
+    """
+    The user's hooks, with ours last among the request hooks: the redirect guard, and the
+    counter that tells whether an attempt's first request was already sent (see _phases.py).
+    """
     hooks = {key: list(value) for key, value in (event_hooks or {}).items()}
-    hooks.setdefault("request", []).append(guard)
+    hooks.setdefault("request", []).extend((guard, count_request))
     return hooks
 
 
@@ -217,6 +224,13 @@ class AsyncResilientClient(VerbMethods):
     ) -> None:
         if not isinstance(limits, httpx.Limits):
             raise TypeError(f"limits must be an httpx.Limits, got {type(limits).__name__}")
+        # httpx takes these as given: 0 makes every request wait forever for a connection
+        # (and close() with it), a negative value fails later, at open(), with anyio's message.
+        for name in ("max_connections", "max_keepalive_connections"):
+            value = getattr(limits, name)
+            minimum = 1 if name == "max_connections" else 0
+            if value is not None and value < minimum:
+                raise ValueError(f"limits.{name} must be >= {minimum} or None, got {value}")
         if default_context is not None and not isinstance(default_context, RequestContext):
             raise TypeError(
                 f"default_context must be a RequestContext, got {type(default_context).__name__}"
@@ -313,6 +327,7 @@ class AsyncResilientClient(VerbMethods):
             max_response_bytes=max_response_bytes,
             max_content_encodings=max_content_encodings,
             sensitive_query_keys=secret_keys,
+            counts_requests=self._owns_client,
         )
         self._default_context = default_context
         self._max_concurrency = max_concurrency
@@ -322,6 +337,7 @@ class AsyncResilientClient(VerbMethods):
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
         self._owner_task: int | None = None
+        self._drained: anyio.Event | None = None
         self._managed = False
 
     def __repr__(self) -> str:
@@ -361,6 +377,7 @@ class AsyncResilientClient(VerbMethods):
         self._stack = stack
         self._tg = tg
         self._owner_task = anyio.get_current_task().id
+        self._drained = anyio.Event()
         self._state = _State.OPEN
         return self
 
@@ -380,7 +397,13 @@ class AsyncResilientClient(VerbMethods):
         tb: TracebackType | None,
     ) -> None:
         # A failing block (or a cancelled one) should not wait for requests it no longer wants.
-        await self._close(cancel=exc_type is not None, grace=None, exit_task_group=True)
+        # If close() is running in another task (a shutdown task), wait for it to end the
+        # requests; exiting the task group is always done here, where it was entered.
+        try:
+            await self._stop(cancel=exc_type is not None, grace=None)
+        finally:
+            if self._state is _State.DRAINED:
+                await self._exit_task_group()
 
     async def close(self, *, cancel: bool = False, grace: float | None = None) -> None:
         """
@@ -392,12 +415,23 @@ class AsyncResilientClient(VerbMethods):
             grace: wait at most this many seconds for the requests in flight, then cancel the
                 rest.
 
-        Closing twice does nothing. If the task calling ``close()`` is cancelled while it
-        waits, the remaining requests are cancelled too, and the client still ends closed.
-        Event streams end once their queued events are read.
+        Closing twice does nothing; a second ``close()`` while one is running waits for it. If
+        the task calling ``close()`` is cancelled while it waits, the remaining requests are
+        cancelled too. Event streams end once their queued events are read.
+
+        Where it may be called from:
+
+        * a client used with ``async with``: from any task and any scope, an event callback
+          included. ``close()`` ends the requests and the event streams; leaving the block
+          exits the client's task group (the client is then closed).
+        * a client opened with ``open()``: from the task that opened it, at the level where it
+          opened it (not inside a cancel scope or task group entered after ``open()``: bound the
+          shutdown with ``grace`` instead). Anywhere else it raises ``ClientStateError`` before
+          anything changes, since exiting the task group there would corrupt the scopes.
 
         Raises:
-            ClientStateError: called from a task other than the one that opened the client.
+            ClientStateError: a client opened with ``open()``, closed from another task or from
+                inside a scope entered after ``open()``.
             ValueError: ``grace`` is negative or NaN.
         """
         if grace is not None and (
@@ -408,36 +442,60 @@ class AsyncResilientClient(VerbMethods):
             raise ValueError(
                 f"grace must be a finite number of seconds >= 0 or None, got {grace!r}"
             )
-        # Inside `async with`, close() stops and drains the client and leaves exiting its task
-        # group to __aexit__, which runs where the scopes nest properly (close() may be called
-        # from inside the user's own task groups).
-        await self._close(cancel=cancel, grace=grace, exit_task_group=not self._managed)
-
-    async def _close(self, *, cancel: bool, grace: float | None, exit_task_group: bool) -> None:
         if self._state is _State.UNOPENED:
             self._state = _State.CLOSED
             self._engine.bus.close()
             if self._owns_client:
                 await self._close_http_client()
             return
-        if (
-            exit_task_group
-            and self._state in (_State.OPEN, _State.DRAINED)
-            and anyio.get_current_task().id != self._owner_task
-        ):
-            raise ClientStateError(
-                "close() must run in the task that opened the client (as 'async with' does)"
+        if self._managed:
+            # Inside `async with`, close() ends the requests and the event streams from any task
+            # and any scope, and leaves exiting the task group to __aexit__, which runs where
+            # the scopes nest properly.
+            await self._stop(cancel=cancel, grace=grace)
+            return
+        if self._state in (_State.OPEN, _State.CLOSING, _State.DRAINED):
+            # Opened by hand: the task group is exited here, which only the opener's task can do,
+            # at the level where it opened the client. Refused before anything changes.
+            problem = self._cannot_exit_here()
+            if problem is not None:
+                raise ClientStateError(problem)
+        await self._stop(cancel=cancel, grace=grace)
+        if self._state is _State.DRAINED:
+            await self._exit_task_group()
+
+    def _cannot_exit_here(self) -> str | None:
+        """Why the current task cannot exit the client's task group now (``None``: it can)."""
+        if anyio.get_current_task().id != self._owner_task:
+            return (
+                "close() must run in the task that opened the client with open(); "
+                "use 'async with' to close it from anywhere"
             )
+        assert self._tg is not None
+        if is_innermost(self._tg.cancel_scope) is False:
+            return (
+                "close() must run at the level where open() was called, not inside a cancel "
+                "scope or task group entered after open() (such as anyio.fail_after()); bound "
+                "the shutdown with close(grace=...) instead"
+            )
+        return None
+
+    async def _stop(self, *, cancel: bool, grace: float | None) -> None:
+        """End the requests and the event streams, once, whichever task asks first."""
         if self._state is _State.OPEN:
             self._state = _State.CLOSING
+            assert self._drained is not None
             try:
                 await self._drain(cancel=cancel, grace=grace)
             finally:
                 self._state = _State.DRAINED
-                if exit_task_group:
-                    await self._exit_task_group()
-        elif self._state is _State.DRAINED and exit_task_group:
-            await self._exit_task_group()
+                self._drained.set()
+        elif self._state is _State.CLOSING:
+            # Another task is closing the client: wait for it (cancelling now if asked).
+            if cancel:
+                self._engine.cancel_all()
+            assert self._drained is not None
+            await self._drained.wait()
 
     async def _exit_task_group(self) -> None:
         """Exit the task group (waiting for its tasks), then close the httpx client."""
@@ -464,7 +522,10 @@ class AsyncResilientClient(VerbMethods):
         finally:
             # Queued events are still delivered: the dispatcher ends once the stream is drained.
             engine.bus.close()
-        await engine.bus.wait_finished()
+        if not getattr(engine.bus, "in_dispatcher", lambda: False)():  # TEMP until bus has it
+            # close() from an event callback must not wait for the dispatcher, its own task:
+            # the dispatcher ends on its own once the callback returns.
+            await engine.bus.wait_finished()
 
     async def _close_http_client(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -525,27 +586,31 @@ class AsyncResilientClient(VerbMethods):
         options: RequestOptions,
         policy: RetryPolicy,
         limiters: Sequence[anyio.CapacityLimiter],
+        check_owner: Callable[[], None] | None = None,
     ) -> None:
-        """Wait for a slot of each limiter (in order), then start the request's task."""
+        """
+        Wait for a slot of each limiter (in order), then start the request's task.
+
+        ``check_owner`` raises if the task group's owner (a batch) stopped accepting requests
+        while we waited; the client's own state is checked too.
+        """
         engine = self._engine
         acquired: list[anyio.CapacityLimiter] = []
-        if limiters:
-            engine.waiting += 1
-            started_waiting = anyio.current_time()
-            try:
-                for limiter in limiters:
-                    await limiter.acquire_on_behalf_of(handle)
-                    acquired.append(limiter)
-                # The client may have closed, or the id been taken, while we waited.
-                self._check_open()
-                if handle.request_id in engine.active:
-                    raise DuplicateRequestIdError(handle.request_id)
-            except BaseException:
-                for limiter in acquired:
-                    limiter.release_on_behalf_of(handle)
-                raise
-            finally:
-                engine.waiting -= 1
+        if not limiters:
+            engine.start(task_group, handle, method, url, options, policy)
+            return
+        engine.waiting += 1
+        started_waiting = anyio.current_time()
+        try:
+            for limiter in limiters:
+                await limiter.acquire_on_behalf_of(handle)
+                acquired.append(limiter)
+            # The client or the batch may have closed, or the id been taken, while we waited.
+            self._check_open()
+            if check_owner is not None:
+                check_owner()
+            if handle.request_id in engine.active:
+                raise DuplicateRequestIdError(handle.request_id)
             handle._wait_time = anyio.current_time() - started_waiting
             release = handle._on_finish
 
@@ -556,7 +621,14 @@ class AsyncResilientClient(VerbMethods):
                     release(done)
 
             handle._on_finish = release_slots
-        engine.start(task_group, handle, method, url, options, policy)
+            engine.start(task_group, handle, method, url, options, policy)
+        except BaseException:
+            # Not started (start() registers nothing when its task cannot be created).
+            for limiter in acquired:
+                limiter.release_on_behalf_of(handle)
+            raise
+        finally:
+            engine.waiting -= 1
 
     async def request(
         self,

@@ -41,7 +41,7 @@ from ._exceptions import (
     RequestCancelledError,
     RetryAfterTooLongError,
 )
-from ._phases import AttemptTrace, phase_of_error
+from ._phases import AttemptTrace, RequestCounter, phase_of_error, start_counting
 from ._redact import SENSITIVE_QUERY_KEYS, end_attempt, redact_url, start_attempt
 from ._results import AttemptRecord, RequestResult, RequestStatus, ResultStore
 from ._retry import RetryPolicy
@@ -112,6 +112,33 @@ def _shrink_timeout(timeout: Any, remaining: float) -> httpx.Timeout:
     )
 
 
+def _result(
+    handle: RequestHandle,
+    context: RequestContext,
+    status: RequestStatus,
+    response: httpx.Response | None,
+    error: BaseException | None,
+    start_time: float,
+    history: list[AttemptRecord],
+    url: str,
+) -> RequestResult:
+    return RequestResult(
+        request_id=handle.request_id,
+        status=status,
+        response=response,
+        error=error,
+        attempts=handle._attempts,
+        total_time=time.monotonic() - context.started_at,
+        start_time=start_time,
+        end_time=time.time(),
+        context=context,
+        wait_time=handle._wait_time,
+        history=tuple(history),
+        method=handle._method,
+        url=url,
+    )
+
+
 class Engine:
     """Runs requests for one client and counts what happens to them."""
 
@@ -128,6 +155,7 @@ class Engine:
         max_response_bytes: int | None = None,
         max_content_encodings: int | None = None,
         sensitive_query_keys: frozenset[str] = SENSITIVE_QUERY_KEYS,
+        counts_requests: bool = False,
     ) -> None:
         self.http_client = http_client
         self.bus = bus
@@ -140,6 +168,9 @@ class Engine:
         self.max_content_encodings = max_content_encodings
         self.capped = max_response_bytes is not None or max_content_encodings is not None
         self.sensitive_query_keys = sensitive_query_keys
+        #: Whether the client's request hooks include count_request (a client we created):
+        #: otherwise requests are built here, and an error matched with its request.
+        self.counts_requests = counts_requests
         self.attempt_limiter: anyio.Semaphore | None = None
         self.active: dict[str, RequestHandle] = {}
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -169,11 +200,19 @@ class Engine:
         """Register an admitted request and start its task in ``task_group``."""
         handle._method = method
         handle._url = url
+        coro = self.run(handle, method, url, options, policy)
+        try:
+            task = task_group.create_task(coro, name=f"request {handle.request_id}")
+        except BaseException:
+            # The task group refused the task (closed to new arrivals): nothing is registered,
+            # and the never-started coroutine is closed without a "never awaited" warning.
+            coro.close()
+            raise
+        # Registered only once its task exists, so every request in flight has a task that
+        # will end it (the task cannot run before this synchronous block returns).
+        handle._task = task
         self.active[handle.request_id] = handle
         self.started += 1
-        handle._task = task_group.create_task(
-            self.run(handle, method, url, options, policy), name=f"request {handle.request_id}"
-        )
 
     async def _wait_for_rate(self, handle: RequestHandle) -> None:
         assert self.rate_limiter is not None
@@ -194,21 +233,56 @@ class Engine:
             timeout = _shrink_timeout(kwargs.get("timeout", self.http_client.timeout), remaining)
             kwargs = {**kwargs, "timeout": timeout}
         if trace is not None:
-            kwargs = {**kwargs, "extensions": {**kwargs.get("extensions", {}), "trace": trace}}
+            # httpx accepts extensions=None: "or {}" keeps it working.
+            extensions = kwargs.get("extensions") or {}
+            kwargs = {**kwargs, "extensions": {**extensions, "trace": trace}}
         self.attempts += 1
         handle._attempts += 1
         return kwargs
 
-    async def _send_capped(
+    def _build(
         self, method: str, url: httpx.URL | str, kwargs: dict[str, Any]
-    ) -> httpx.Response:
-        """Stream the response, so that its body is read under the caps (see _body.py)."""
-        send_kwargs = {k: kwargs[k] for k in ("auth", "follow_redirects") if k in kwargs}
-        build_kwargs = {k: v for k, v in kwargs.items() if k not in send_kwargs}
-        request = self.http_client.build_request(method, url, **build_kwargs)
+    ) -> tuple[httpx.Request, dict[str, Any]]:
+        """
+        The attempt's first request, and the arguments of ``send``.
+
+        The engine builds the request itself (as ``httpx.AsyncClient.request`` does) so that an
+        error can be matched with the request that raised it: an error raised by a later
+        request of the attempt (a redirect hop, an auth challenge's answer) comes after the
+        first request was sent, whatever its type.
+        """
+        if "auth" in kwargs or "follow_redirects" in kwargs:
+            send_kwargs: dict[str, Any] = {
+                k: kwargs[k] for k in ("auth", "follow_redirects") if k in kwargs
+            }
+            kwargs = {k: v for k, v in kwargs.items() if k not in send_kwargs}
+            return self.http_client.build_request(method, url, **kwargs), send_kwargs
+        return self.http_client.build_request(method, url, **kwargs), {}
+
+    async def _send(self, request: httpx.Request, send_kwargs: dict[str, Any]) -> httpx.Response:
+        if not self.capped:
+            return await self.http_client.send(request, **send_kwargs)
+        # Streamed, so that the body is read under the caps (see _body.py).
         response = await self.http_client.send(request, stream=True, **send_kwargs)
         await read_capped(response, self.max_response_bytes, self.max_content_encodings)
         return response
+
+    async def _acquire_slot(self, limiter: anyio.Semaphore, kwargs: dict[str, Any]) -> None:
+        """
+        Wait for a slot of the attempt limiter, within the pool timeout as httpx would.
+
+        The limiter stands in front of httpx's pool (sized like it), so waiting here is waiting
+        for a connection: the same ``timeout.pool`` bounds it, and ``httpx.PoolTimeout`` ends it.
+        """
+        timeout = kwargs.get("timeout", self.http_client.timeout)
+        pool = (timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)).pool
+        if pool is None:
+            await limiter.acquire()
+            return
+        with anyio.move_on_after(pool):
+            await limiter.acquire()
+            return
+        raise httpx.PoolTimeout(f"no connection became free within the pool timeout ({pool}s)")
 
     def _origin(self, url: httpx.URL | str) -> Origin:
         full = self.http_client.base_url.join(url) if self.http_client.base_url else httpx.URL(url)
@@ -255,7 +329,7 @@ class Engine:
             retrying: Retrying | None = None
             traced = not policy.is_default
             retries_responses = bool(policy.retry_statuses) or policy.predicate is not None
-            user_trace = options.get("extensions", {}).get("trace") if traced else None
+            user_trace = (options.get("extensions") or {}).get("trace") if traced else None
             origin = None if breaker is None else self._origin(url)
             if self.budget is not None:
                 self.budget.deposit()
@@ -281,12 +355,20 @@ class Engine:
                     trace = AttemptTrace(user_trace) if traced else None
                     attempt_start = time.monotonic()
                     exc: Exception | None = None
+                    request: httpx.Request | None = None
+                    send_kwargs: dict[str, Any] = {}
+                    counter: RequestCounter | None = None
+                    sent_before = False
                     try:
                         # The attempt, inline (a coroutine frame less per request in flight):
                         # the rate limit, a slot of the attempt limiter, then httpx.
                         if self.rate_limiter is not None:
                             await self._wait_for_rate(handle)
                         kwargs = self._attempt_options(handle, options, trace)
+                        if self.counts_requests:
+                            counter = start_counting()
+                        if self.capped or not self.counts_requests:
+                            request, send_kwargs = self._build(method, url, kwargs)
                         limiter = self.attempt_limiter
                         if limiter is not None:
                             try:
@@ -294,15 +376,17 @@ class Engine:
                                 # (acquire() always does).
                                 limiter.acquire_nowait()
                             except anyio.WouldBlock:
-                                await limiter.acquire()
+                                await self._acquire_slot(limiter, kwargs)
                         # Redirect hops are guarded only where httpx may follow them.
                         guarded = kwargs.get("follow_redirects", http_client.follow_redirects)
                         if guarded:
                             start_attempt()
                         try:
-                            if self.capped:
-                                response = await self._send_capped(method, url, kwargs)
+                            if request is not None:
+                                response = await self._send(request, send_kwargs)
                             else:
+                                # The common path: httpx's own request() (which the seed's
+                                # tests patch).
                                 response = await http_client.request(method, url, **kwargs)
                         finally:
                             if guarded:
@@ -313,6 +397,13 @@ class Engine:
                     except Exception as caught:
                         exc = error = caught
                         response = None
+                        # Raised by a later request of the attempt (a redirect hop, an auth
+                        # challenge's answer): the first one reached the server.
+                        if counter is not None:
+                            sent_before = counter.sent_before
+                        elif request is not None:
+                            failed = getattr(caught, "_request", None)
+                            sent_before = failed is not None and failed is not request
                     except BaseException as interrupted:
                         # Cancelled (or worse) mid-attempt: the attempt is still on record, and
                         # a half-open circuit gets its probe slot back.
@@ -348,7 +439,9 @@ class Engine:
                             retry = False
                         elif exc is not None:
                             phase = trace.phase if trace is not None else phase_of_error(exc)
-                            retry, _why = retrying.retries_error(exc, context, trace)
+                            retry, _why = retrying.retries_error(
+                                exc, context, trace, sent_before=sent_before
+                            )
                         else:
                             assert response is not None
                             retry = retrying.retries_response(response, context)
@@ -444,18 +537,24 @@ class Engine:
                     handle._set_context(context)
                     _current.set(context)
         except BaseException as exc:
-            # Cancelled from outside the request (its owner's task group or the owner's host),
-            # or a BaseException such as KeyboardInterrupt: record the end, then propagate.
-            # A plain Exception here is recorded and not propagated (see below).
-            cancelled = _is_cancellation(exc)
-            status = RequestStatus.CANCELLED if cancelled else RequestStatus.ERROR
-            outcome = None if cancelled else exc
-            self.finish(handle, context, status, None, outcome, start_time, history)
-            if cancelled or not isinstance(exc, Exception):
+            if _is_cancellation(exc) or not isinstance(exc, Exception):
+                # Cancelled from outside the request (its owner's task group or the owner's
+                # host), or a BaseException such as KeyboardInterrupt: record the end, then
+                # propagate.
+                cancelled = _is_cancellation(exc)
+                status = RequestStatus.CANCELLED if cancelled else RequestStatus.ERROR
+                outcome = None if cancelled else exc
+                self.finish(handle, context, status, None, outcome, start_time, history)
                 raise
-            # An Exception that escaped the attempt loop (a bug here or in a hook) ends this
-            # request with it; it must not take the client's other requests down.
+            # An Exception that escaped the attempt loop (a bug here, in a hook or in a context
+            # subclass) ends this request with it, below, like any other final error: it must
+            # not take the client's other requests down.
             logger.exception("request %r failed inside the client", context.request_id)
+            final_error = exc
+            if response is not None:
+                await _close_quietly(response)
+                response = None
+        # Exactly one of these ends the request (finish() itself never raises).
         if final_error is not None:
             self.finish(
                 handle, context, RequestStatus.ERROR, None, final_error, start_time, history
@@ -490,7 +589,35 @@ class Engine:
         start_time: float,
         history: list[AttemptRecord],
     ) -> None:
-        """Record the request's result, emit its final event and wake its waiters."""
+        """
+        Record the request's result, emit its final event and wake its waiters, once.
+
+        It never raises: a request's task must end its request exactly once and never raise
+        into its owner's task group. Should recording fail (a bug, or a user's ``on_finish``
+        chain), the failure is logged and the handle still gets a result.
+        """
+        if handle._result is not None:
+            return
+        try:
+            self._record(handle, context, status, response, error, start_time, history)
+        except Exception as failure:
+            logger.exception("recording the end of request %r failed", handle.request_id)
+            self.active.pop(handle.request_id, None)
+            if handle._result is None:
+                handle._result = _result(
+                    handle, context, RequestStatus.ERROR, None, failure, start_time, history, ""
+                )
+
+    def _record(
+        self,
+        handle: RequestHandle,
+        context: RequestContext,
+        status: RequestStatus,
+        response: httpx.Response | None,
+        error: BaseException | None,
+        start_time: float,
+        history: list[AttemptRecord],
+    ) -> None:
         if status is RequestStatus.SUCCESS:
             self.succeeded += 1
         elif status is RequestStatus.ERROR:
@@ -498,26 +625,21 @@ class Engine:
         else:
             self.cancelled += 1
             error = RequestCancelledError(context.request_id, handle._attempts)
-        total_time = time.monotonic() - context.started_at
-        result = RequestResult(
-            request_id=context.request_id,
-            status=status,
-            response=response,
-            error=error,
-            attempts=handle._attempts,
-            total_time=total_time,
-            start_time=start_time,
-            end_time=time.time(),
-            context=context,
-            wait_time=handle._wait_time,
-            history=tuple(history),
-            method=handle._method,
-            url=redact_url(handle._url, self.sensitive_query_keys),
+        result = _result(
+            handle,
+            context,
+            status,
+            response,
+            error,
+            start_time,
+            history,
+            redact_url(handle._url, self.sensitive_query_keys),
         )
+        total_time = result.total_time
         self.results.add(result)
         self.latencies.append(total_time)
         self.wait_time += handle._wait_time
-        del self.active[context.request_id]
+        self.active.pop(handle.request_id, None)
         event_type = _FINAL_EVENT[status]
         if self.bus.wants(event_type):
             data: dict[str, Any] = {

@@ -11,6 +11,7 @@ the exception type and no trace callback runs.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, Final
 
 import httpcore
@@ -86,3 +87,47 @@ class AttemptTrace:
             and not self.new_connection
             and self.phase in ("send", "response_headers")
         )
+
+
+class RequestCounter:
+    """
+    The requests an attempt has handed to httpx's transport so far, counted by an httpx request
+    hook (:func:`count_request`).
+
+    httpx calls the request hooks once per request it sends: the first, each redirect hop, and
+    the second leg of an auth challenge (digest auth resends the same ``Request`` object, so
+    identity cannot tell). A count above one at the time of an error means the attempt's first
+    request already reached the server and got an answer: even a connection error then does not
+    prove that nothing was sent.
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @property
+    def sent_before(self) -> bool:
+        """Whether a request of this attempt was answered before the latest one started."""
+        return self.count > 1
+
+
+#: The counter of the attempt in progress, set by the engine in the request's own task, where
+#: httpx runs the request hooks.
+_COUNTER: Final[ContextVar[RequestCounter | None]] = ContextVar(
+    "typed_async_client_request_counter", default=None
+)
+
+
+def start_counting() -> RequestCounter:
+    """A new counter for the attempt about to start in the current task."""
+    counter = RequestCounter()
+    _COUNTER.set(counter)
+    return counter
+
+
+async def count_request(request: httpx.Request) -> None:
+    """The httpx request hook behind :class:`RequestCounter`."""
+    counter = _COUNTER.get()
+    if counter is not None:
+        counter.count += 1

@@ -282,16 +282,27 @@ class RetryPolicy:
         return self._is_default
 
     def retries_error(
-        self, exc: Exception, decision: RetryDecisionInput, *, reused_disconnect: bool = False
+        self,
+        exc: Exception,
+        decision: RetryDecisionInput,
+        *,
+        reused_disconnect: bool = False,
+        sent_before: bool = False,
     ) -> bool:
-        """Whether a failed attempt is retried (before counting retries, budget or time)."""
+        """
+        Whether a failed attempt is retried (before counting retries, budget or time).
+
+        With ``sent_before`` (an earlier request of the attempt, before a redirect or an auth
+        challenge, reached the server), no error proves the request was never sent: it is
+        retried only for an idempotent request.
+        """
         if is_tls_verification_failure(exc):
             return False
         if self.predicate is not None:
             verdict = self.predicate(decision)
             if verdict is not None:
                 return bool(verdict)
-        if is_never_sent(exc):
+        if is_never_sent(exc) and not sent_before:
             return isinstance(exc, self.retry_on)
         if not decision.idempotent:
             return False

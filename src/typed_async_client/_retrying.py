@@ -123,19 +123,35 @@ class Retrying:
         )
 
     def retries_error(
-        self, exc: Exception, context: RequestContext, trace: AttemptTrace | None
+        self,
+        exc: Exception,
+        context: RequestContext,
+        trace: AttemptTrace | None,
+        *,
+        sent_before: bool = False,
     ) -> tuple[bool, str]:
-        """Whether to retry after ``exc``, and why not when not."""
+        """
+        Whether to retry after ``exc``, and why not when not.
+
+        ``sent_before``: an earlier request of the same attempt (before a redirect or an auth
+        challenge) reached the server, so even a connection error does not prove that nothing
+        was sent: the error counts as one that may have reached the server.
+        """
         if not context.can_retry or self._capped(context):
             return False, "no retry left"
         if self.policy is DEFAULT_POLICY:
+            if sent_before:
+                return False, "an earlier request of the attempt was sent"
             return is_retryable(exc), "not a connection error"
         reused = trace is not None and trace.is_reused_disconnect(exc)
         if not self.policy.retries_error(
-            exc, self._decision(context, exc, None), reused_disconnect=reused
+            exc,
+            self._decision(context, exc, None),
+            reused_disconnect=reused,
+            sent_before=sent_before,
         ):
             return False, "the policy does not retry it"
-        if not self.replayable and not is_never_sent(exc):
+        if not self.replayable and (sent_before or not is_never_sent(exc)):
             # The body iterator may have been consumed: resending would send it empty.
             return False, "the streaming body cannot be sent again"
         return True, ""
