@@ -38,6 +38,7 @@ from ._constants import (
     DEFAULT_EVENT_QUEUE_SIZE,
     DEFAULT_LIMITS,
     DEFAULT_MAX_REDIRECTS,
+    DEFAULT_MAX_RESULT_BYTES,
     DEFAULT_MAX_RESULTS,
     DEFAULT_SUBSCRIBER_BUFFER,
     DEFAULT_TIMEOUT,
@@ -165,6 +166,9 @@ class AsyncResilientClient(VerbMethods):
         event_queue_size: capacity of the event stream to the callbacks; events emitted while it
             is full are dropped and counted.
         max_results: results kept; the oldest finished are evicted first.
+        max_result_bytes: bytes of response bodies kept in the results (64 MiB by default);
+            past it the oldest results lose their body (their record stays, with
+            ``body_evicted`` set). ``None``: no byte bound; ``0``: keep no body.
         default_context: template of the context of requests submitted without one (each gets
             a fresh ``request_id``).
         max_concurrency: requests in flight at most, across the client and all its batches;
@@ -211,6 +215,7 @@ class AsyncResilientClient(VerbMethods):
         http_client: httpx.AsyncClient | None = None,
         event_queue_size: int = DEFAULT_EVENT_QUEUE_SIZE,
         max_results: int = DEFAULT_MAX_RESULTS,
+        max_result_bytes: int | None = DEFAULT_MAX_RESULT_BYTES,
         default_context: RequestContext | None = None,
         max_concurrency: int | None = None,
         max_per_second: float | None = None,
@@ -262,7 +267,7 @@ class AsyncResilientClient(VerbMethods):
                 raise TypeError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
         self._policy = DEFAULT_POLICY if retry_policy is None else retry_policy
         bus = EventBus(event_queue_size)
-        results = ResultStore(max_results)
+        results = ResultStore(max_results, max_result_bytes)
         rate_limiter = None if max_per_second is None else RateLimiter(max_per_second)
         attempt_limit: int | None = None
         if http_client is not None:
@@ -508,6 +513,11 @@ class AsyncResilientClient(VerbMethods):
     async def _drain(self, *, cancel: bool, grace: float | None) -> None:
         """Stop the requests in flight (waiting for them first, unless told not to)."""
         engine = self._engine
+        # Nothing waits for a subscriber from here on (overflow="block" included): a subscriber
+        # that stopped reading must not hold the requests, hence close(). What cannot be queued
+        # for it is dropped and counted.
+        engine.bus.release_backpressure()
+        give_up = math.inf if grace is None else anyio.current_time() + grace
         try:
             if cancel:
                 engine.cancel_all()
@@ -522,10 +532,11 @@ class AsyncResilientClient(VerbMethods):
         finally:
             # Queued events are still delivered: the dispatcher ends once the stream is drained.
             engine.bus.close()
-        if not getattr(engine.bus, "in_dispatcher", lambda: False)():  # TEMP until bus has it
+        if not engine.bus.in_dispatcher():
             # close() from an event callback must not wait for the dispatcher, its own task:
-            # the dispatcher ends on its own once the callback returns.
-            await engine.bus.wait_finished()
+            # the dispatcher ends on its own once the callback returns. The grace bounds the
+            # delivery too: past it, what is left is dropped and counted.
+            await engine.bus.wait_finished(cancel_after=max(0.0, give_up - anyio.current_time()))
 
     async def _close_http_client(self) -> None:
         with anyio.CancelScope(shield=True):

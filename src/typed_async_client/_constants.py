@@ -27,6 +27,10 @@ DEFAULT_EVENT_DRAIN_TIMEOUT: Final[float] = 10.0
 #: response: 10,000 of them made the garbage collector's full passes cost about 35 us per request
 #: (benchmarks/README.md), against about 4 us for 1,000.
 DEFAULT_MAX_RESULTS: Final[int] = 1_000
+#: Bytes of response bodies kept in those results (64 MiB); past it the oldest results lose
+#: their body and keep the rest. 64 KiB per result at the default count: ordinary API responses
+#: never reach it, while large downloads nobody fetched cannot pin more than 64 MiB.
+DEFAULT_MAX_RESULT_BYTES: Final[int] = 64 * 1024 * 1024
 
 #: httpx's own defaults, restated so the client can size its attempt limiter.
 DEFAULT_TIMEOUT: Final[httpx.Timeout] = httpx.Timeout(5.0)

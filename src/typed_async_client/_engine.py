@@ -683,6 +683,8 @@ class Engine:
             callback_errors=bus.callback_errors,
             results_kept=len(self.results),
             results_evicted=self.results.evicted,
+            results_body_bytes=self.results.body_bytes,
+            results_bodies_evicted=self.results.bodies_evicted,
             wait_time=self.wait_time,
             latency_p50=percentile(latencies, 50),
             latency_p95=percentile(latencies, 95),

@@ -13,7 +13,13 @@ unobserved requests pay nothing for events.
 Subscribers (``client.events()``) get every matching event through a bounded stream of their
 own: a broadcast, not a work queue. A subscriber that falls behind loses its *oldest* events
 (the newest are the most useful to a monitor), counted on its stream; one that opted in with
-``overflow="block"`` makes the requests wait for it instead.
+``overflow="block"`` makes the requests wait for it instead, until the client starts closing.
+
+Closing must never wait for an observer. ``release_backpressure()``, where the client's close
+starts, lets every request waiting for a blocking subscriber go on at once: from then on an
+event that finds no room is dropped and counted on that subscriber's stream.
+``wait_finished(cancel_after=...)`` bounds the wait for the callbacks: past it the dispatcher is
+cancelled and what it had not delivered is dropped and counted.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import enum
 import inspect
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -129,6 +136,10 @@ class EventStream:
         self._taken = 0
         self._on_drop = on_drop
         self._send, self._receive = anyio.create_memory_object_stream[AsyncEvent](buffer)
+        # Backpressure state: the scopes of the requests waiting in put(), cancelled by
+        # release(); once released, put() never waits again.
+        self._released = False
+        self._waiting: set[anyio.CancelScope] = set()
 
     def __aiter__(self) -> EventStream:
         return self
@@ -185,11 +196,33 @@ class EventStream:
             self._drop()
 
     async def put(self, event: AsyncEvent) -> None:
-        """Queue, waiting for room (``overflow="block"``)."""
-        try:
-            await self._send.send(event)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._drop()
+        """
+        Queue, waiting for room (``overflow="block"``), until ``release()``.
+
+        Released (before or while waiting), the event is queued if there is room, else dropped
+        and counted.
+        """
+        if self._released:
+            self.offer_or_drop(event)
+            return
+        with anyio.CancelScope() as scope:
+            self._waiting.add(scope)
+            try:
+                await self._send.send(event)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self._drop()
+            finally:
+                self._waiting.discard(scope)
+        if scope.cancelled_caught:
+            # Released while waiting. The event was not taken: a cancelled send withdraws it,
+            # and neither backend cancels a task already woken by the receiver.
+            self.offer_or_drop(event)
+
+    def release(self) -> None:
+        """Stop making requests wait: those waiting in ``put()`` go on, and later ones too."""
+        self._released = True
+        for scope in self._waiting:
+            scope.cancel()
 
     def _drop(self) -> None:
         self.dropped += 1
@@ -208,8 +241,12 @@ class EventBus:
     """
     The bounded stream of events and the callbacks it feeds.
 
-    Lifecycle: ``await task_group.start(bus.run)`` starts the dispatcher; ``close()`` stops
-    accepting events, and the dispatcher ends once it has delivered what was already queued.
+    Lifecycle: ``await task_group.start(bus.run)`` starts the dispatcher;
+    ``release_backpressure()`` stops blocking subscribers from holding requests back (the first
+    step of closing: requests still in flight must be able to finish); ``close()`` stops
+    accepting events (and releases backpressure, if not done yet); the dispatcher ends once it
+    has delivered what was already queued, within ``close()``'s ``drain_timeout`` and
+    ``wait_finished()``'s ``cancel_after``. Past either, what is left is dropped and counted.
     """
 
     def __init__(self, queue_size: int) -> None:
@@ -222,6 +259,7 @@ class EventBus:
         self._streams: list[EventStream] = []
         self._blocking: tuple[EventStream, ...] = ()
         self._wanted: frozenset[EventType] = frozenset()
+        self._released = False
         self._closed = False
         self._send: MemoryObjectSendStream[AsyncEvent] | None = None
         self._receive: MemoryObjectReceiveStream[AsyncEvent] | None = None
@@ -233,6 +271,7 @@ class EventBus:
         self._drain_scope: anyio.CancelScope | None = None
         self._dispatching = False
         self._finished: anyio.Event | None = None
+        self._dispatcher: int | None = None
 
     def add_callback(self, event_type: EventType, callback: EventCallback) -> None:
         if not isinstance(event_type, EventType):
@@ -271,6 +310,8 @@ class EventBus:
         """Open a subscriber stream; it has already ended if the bus is closed."""
         self.check_subscription(event_types, buffer, overflow)
         stream = EventStream(event_types, buffer, overflow, self._count_subscriber_drop)
+        if self._released:
+            stream.release()
         if self._closed:
             stream.end()
         else:
@@ -292,7 +333,8 @@ class EventBus:
         for stream in self._streams:
             wanted.update(stream.event_types or EventType)
         self._wanted = frozenset(wanted)
-        self._blocking = tuple(s for s in self._streams if s.overflow == "block")
+        if not self._released:
+            self._blocking = tuple(s for s in self._streams if s.overflow == "block")
 
     def wants(self, event_type: EventType) -> bool:
         """Whether an event of this type would reach anyone (if not, do not build it)."""
@@ -311,11 +353,36 @@ class EventBus:
         return self._send.statistics().current_buffer_used
 
     async def publish(self, event: AsyncEvent) -> None:
-        """Like ``emit``, but wait until every blocking subscriber has room for the event."""
+        """
+        Like ``emit``, but wait until every blocking subscriber has room for the event.
+
+        After ``release_backpressure()`` this waits for no one (and is the same as ``emit``).
+        """
+        blocking = self._blocking
+        if not blocking:
+            self._fan_out(event, wait_for_blocking=False)
+            return
         self._fan_out(event, wait_for_blocking=True)
-        for stream in self._blocking:
+        for stream in blocking:
             if stream.accepts(event.event_type):
                 await stream.put(event)
+
+    def release_backpressure(self) -> None:
+        """
+        Stop blocking subscribers from holding requests back, for good.
+
+        Requests waiting for room in a ``overflow="block"`` subscriber go on at once, and no
+        request waits again: an event that finds a blocking subscriber's buffer full is dropped
+        and counted (on its stream and in ``subscriber_dropped``). Subscribers still receive
+        what fits. Call it when closing starts, before waiting for the requests in flight: a
+        subscriber that stopped reading (or that waits for ``close()`` to return) would
+        otherwise hold them, and the close, forever. ``close()`` calls it too.
+        """
+        self._released = True
+        self._blocking = ()
+        for stream in self._streams:
+            if stream.overflow == "block":
+                stream.release()
 
     def emit(self, event: AsyncEvent) -> None:
         """
@@ -351,15 +418,60 @@ class EventBus:
         send, receive = anyio.create_memory_object_stream[AsyncEvent](self.queue_size)
         self._send, self._receive = send, receive
         self._finished = anyio.Event()
+        self._dispatcher = anyio.get_current_task().id
         try:
             await self._dispatch_all(receive, task_status)
         finally:
+            # Cleared at the end: a finished task's id may be given to a new task.
+            self._dispatcher = None
             self._finished.set()
 
-    async def wait_finished(self) -> None:
-        """Wait until the dispatcher has ended (after ``close()``, within its drain timeout)."""
-        if self._finished is not None:
-            await self._finished.wait()
+    def in_dispatcher(self) -> bool:
+        """
+        Whether the current task is the running dispatcher (so: inside an event callback).
+
+        Code that may run in a callback must not wait for the dispatcher to finish, since the
+        dispatcher is waiting for that callback to return.
+        """
+        return self._dispatcher is not None and anyio.get_current_task().id == self._dispatcher
+
+    async def wait_finished(self, *, cancel_after: float = math.inf) -> None:
+        """
+        Wait until the dispatcher has ended.
+
+        After ``close()`` it ends once the callbacks have taken the queued events, or at
+        ``close()``'s ``drain_timeout``. ``cancel_after`` brings that end forward: past it the
+        dispatcher is cancelled, and the event whose callbacks it was running plus those still
+        queued are counted in ``dropped``; this then waits for the (prompt) end. It is not a
+        timeout of the wait (wrap the call in a cancel scope for that): the dispatcher, not the
+        caller, is cancelled. A callback that cannot be cancelled (a blocking plain function, a
+        shielded scope) still delays the end until it returns.
+
+        Returns at once when the dispatcher never started, has ended, or is the calling task
+        (a callback cannot wait for its own dispatcher; see ``in_dispatcher()``).
+
+        Args:
+            cancel_after: seconds to wait before cancelling the dispatcher (``0``: at once).
+
+        Raises:
+            TypeError: ``cancel_after`` is not a number.
+            ValueError: ``cancel_after`` is negative or NaN.
+        """
+        if isinstance(cancel_after, bool) or not isinstance(cancel_after, (int, float)):
+            raise TypeError(
+                f"cancel_after must be a number of seconds, got {type(cancel_after).__name__}"
+            )
+        if not cancel_after >= 0:
+            raise ValueError(f"cancel_after must be >= 0, got {cancel_after}")
+        finished = self._finished
+        if finished is None or finished.is_set() or self.in_dispatcher():
+            return
+        with anyio.move_on_after(cancel_after):
+            await finished.wait()
+        if not finished.is_set():
+            if self._drain_scope is not None:
+                self._drain_scope.cancel()
+            await finished.wait()
 
     async def _dispatch_all(
         self, receive: MemoryObjectReceiveStream[AsyncEvent], task_status: TaskStatus[None]
@@ -400,8 +512,10 @@ class EventBus:
 
         The callbacks get ``drain_timeout`` seconds to take what is queued: past it the
         dispatcher is cancelled and the undelivered events are counted as dropped, so a hung
-        callback cannot hang the client's close.
+        callback cannot hang the client's close. Backpressure is released first (see
+        ``release_backpressure()``): no request waits for a blocking subscriber any more.
         """
+        self.release_backpressure()
         self._closed = True
         if self._drain_scope is not None:
             self._drain_scope.deadline = anyio.current_time() + drain_timeout

@@ -50,6 +50,9 @@ class ClientStats:
         retries_refused: retries the retry budget refused.
         circuit_rejected: attempts refused by an open circuit.
         circuits_open: origins whose circuit is open or half-open now.
+        results_body_bytes: bytes of response bodies kept in the results.
+        results_bodies_evicted: bodies dropped to keep within ``max_result_bytes`` (their
+            results stay, with ``body_evicted`` set).
     """
 
     in_flight: int
@@ -73,3 +76,5 @@ class ClientStats:
     retries_refused: int
     circuit_rejected: int
     circuits_open: int
+    results_body_bytes: int
+    results_bodies_evicted: int
