@@ -65,9 +65,12 @@ from ._redact import (
 )
 from ._request import (
     RequestOptions,
+    check_auth,
+    check_cookies,
     check_headers,
     check_method,
     check_options,
+    check_params,
     check_timeout,
     check_url,
 )
@@ -245,6 +248,13 @@ class AsyncResilientClient(VerbMethods):
         check_timeout(timeout)
         if headers is not None:
             check_headers(headers)
+        # Client-wide values get the per-request checks: a bad one would fail every request.
+        if cookies is not None:
+            check_cookies(cookies)
+        if params is not None:
+            check_params(params)
+        if auth is not None:
+            check_auth(auth)
         if max_content_encodings is not None and (
             isinstance(max_content_encodings, bool)
             or not isinstance(max_content_encodings, int)
@@ -257,7 +267,8 @@ class AsyncResilientClient(VerbMethods):
         secret_keys = SENSITIVE_QUERY_KEYS | normalize_names(
             sensitive_query_keys, "sensitive_query_keys"
         )
-        install_httpx_log_redaction(secret_keys)
+        install_httpx_log_redaction(secret_keys, secret_headers)
+        self._secret_keys = secret_keys
         for name, value, kind in (
             ("retry_policy", retry_policy, RetryPolicy),
             ("retry_budget", retry_budget, RetryBudget),
@@ -555,7 +566,7 @@ class AsyncResilientClient(VerbMethods):
         """Check the call and build the request's handle; nothing is scheduled yet."""
         self._check_open()
         method = check_method(method)
-        check_url(url, has_base_url=self._has_base_url)
+        check_url(url, has_base_url=self._has_base_url, sensitive_query_keys=self._secret_keys)
         if options:
             check_options(options)
         now = time.monotonic()

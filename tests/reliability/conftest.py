@@ -25,9 +25,12 @@ import pytest
 from typed_async_client import (
     AsyncEvent,
     AsyncResilientClient,
+    Backoff,
     EventType,
+    RequestContext,
     RequestHandle,
     RequestResult,
+    RetryPolicy,
 )
 from typed_async_client.testing import LocalServer
 
@@ -38,6 +41,9 @@ FINAL_EVENTS = frozenset({EventType.SUCCESS, EventType.ERROR, EventType.CANCELLE
 
 #: Pool size of observed clients; the follow-up burst uses every connection.
 POOL = 4
+
+#: Retries nearly everything for idempotent requests, without sleeping.
+EAGER = RetryPolicy.transient(backoff=Backoff(base=0.0, cap=0.0))
 
 
 @dataclass
@@ -120,3 +126,33 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="typed_async_client")
     caplog.set_level(logging.DEBUG, logger="httpx")
     return caplog
+
+
+async def refused_at_the_call(
+    observed: Observed, error: type[Exception], match: str, url: Any, **options: Any
+) -> str:
+    """
+    Submitting raises ``error`` at once, schedules nothing, shows no secret, and the client
+    stays usable; return the error's message.
+    """
+    client = observed.client
+    before = client.stats()
+    with pytest.raises(error, match=match) as excinfo:
+        await observed.client.request(
+            "GET",
+            url,
+            context=RequestContext(max_retries=5, idempotent=True),
+            retry_policy=EAGER,
+            **options,
+        )
+    after = client.stats()
+    assert (before.started, before.attempts, before.in_flight) == (
+        after.started,
+        after.attempts,
+        after.in_flight,
+    )
+    message = str(excinfo.value)
+    assert CANARY not in message
+    assert CANARY not in repr(excinfo.value)
+    await observed.submit("GET", observed.server.url_for("/still-usable"))
+    return message

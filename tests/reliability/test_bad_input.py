@@ -33,7 +33,7 @@ from typed_async_client import (
 )
 from typed_async_client.testing import LocalServer, instant_retries
 
-from .conftest import Observed
+from .conftest import EAGER, Observed, refused_at_the_call
 
 pytestmark = pytest.mark.anyio
 
@@ -41,38 +41,6 @@ pytestmark = pytest.mark.anyio
 def _bad(value: object) -> Any:
     """A deliberately ill-typed argument, passed as is."""
     return value
-
-
-#: Retries nearly everything for idempotent requests, without sleeping.
-EAGER = RetryPolicy.transient(backoff=Backoff(base=0.0, cap=0.0))
-
-
-async def _refused_at_the_call(
-    observed: Observed,
-    error: type[Exception],
-    match: str,
-    url: Any,
-    **options: Any,
-) -> None:
-    """Submitting raises ``error`` at once, schedules nothing, and the client stays usable."""
-    client = observed.client
-    before = client.stats()
-    with pytest.raises(error, match=match):
-        await observed.submit(
-            "GET",
-            url,
-            context=RequestContext(max_retries=5, idempotent=True),
-            retry_policy=EAGER,
-            **options,
-        )
-    after = client.stats()
-    # No checkpoint ran in between: the counters of requests and attempts did not move.
-    assert (before.started, before.attempts, before.in_flight) == (
-        after.started,
-        after.attempts,
-        after.in_flight,
-    )
-    await observed.submit("GET", observed.server.url_for("/still-usable"))
 
 
 # -- URLs ------------------------------------------------------------------------------------
@@ -118,7 +86,7 @@ async def test_unsupported_scheme_is_refused_before_scheduling(observed: Observe
     """A scheme other than http(s) raises ValueError at the call; nothing is scheduled."""
     with anyio.fail_after(10):
         for url in UNSUPPORTED_SCHEMES:
-            await _refused_at_the_call(observed, ValueError, "scheme", url)
+            await refused_at_the_call(observed, ValueError, "scheme", url)
         results = await observed.check()
     assert [200] * len(UNSUPPORTED_SCHEMES) == [r.status_code for r in results]
 
@@ -127,7 +95,7 @@ async def test_missing_scheme_is_refused_before_scheduling(observed: Observed) -
     """A URL without a scheme (and no base_url) raises ValueError at the call."""
     with anyio.fail_after(10):
         for url in MISSING_SCHEMES:
-            await _refused_at_the_call(observed, ValueError, "absolute", url)
+            await refused_at_the_call(observed, ValueError, "absolute", url)
         await observed.check()
 
 
@@ -135,7 +103,7 @@ async def test_crlf_in_url_is_refused_before_scheduling(observed: Observed) -> N
     """CR, LF or NUL anywhere in the URL raises ValueError at the call; nothing reaches a server."""
     with anyio.fail_after(10):
         for suffix in URL_INJECTIONS:
-            await _refused_at_the_call(
+            await refused_at_the_call(
                 observed, ValueError, "CR, LF or NUL", observed.server.url + suffix
             )
         await observed.check()
@@ -146,7 +114,7 @@ async def test_crlf_in_a_header_is_refused_before_scheduling(observed: Observed)
     """A header name or value with CR, LF or NUL raises ValueError at the call."""
     with anyio.fail_after(10):
         for headers in HEADER_INJECTIONS:
-            await _refused_at_the_call(
+            await refused_at_the_call(
                 observed,
                 ValueError,
                 "CR, LF or NUL",
@@ -170,7 +138,7 @@ async def test_crlf_in_a_bytes_header_is_refused_before_scheduling(
     """Header names and values given as bytes are checked for CR/LF at the call too."""
     with anyio.fail_after(10):
         try:
-            await _refused_at_the_call(
+            await refused_at_the_call(
                 observed,
                 ValueError,
                 "CR, LF or NUL",
@@ -190,13 +158,13 @@ def test_crlf_in_a_default_header_is_refused_at_construction() -> None:
 @pytest.mark.parametrize(
     "url", ["http://", "http:///path", "http://:80/path", "http://127.0.0.1:99999/path"]
 )
-async def test_url_without_a_host_or_with_a_bad_port_is_refused_at_the_call(
+async def test_url_without_a_host_or_with_a_bad_port_isrefused_at_the_call(
     observed: Observed, url: str
 ) -> None:
     """A URL with no host or an impossible port raises ValueError at the call."""
     with anyio.fail_after(10):
         try:
-            await _refused_at_the_call(observed, ValueError, "url", url)
+            await refused_at_the_call(observed, ValueError, "url", url)
         finally:
             await observed.check()
 
@@ -323,24 +291,17 @@ async def test_streaming_body_never_sent_is_resent_in_full(observed: Observed) -
     assert [7, 5] == pulled
 
 
-async def test_sync_generator_body_fails_once_with_a_clear_error(observed: Observed) -> None:
-    """A sync generator body (unusable by an async client) ends in one attempt, unsent."""
+async def test_sync_generator_body_isrefused_at_the_call(observed: Observed) -> None:
+    """A sync generator body (unusable by an async client) raises TypeError at the call, unsent."""
 
     def body() -> Any:
         yield b"sync"
 
     with anyio.fail_after(10):
-        await observed.submit(
-            "POST",
-            observed.server.url_for("/sync"),
-            content=body(),
-            context=RequestContext(max_retries=5, idempotent=True),
-            retry_policy=EAGER,
+        await refused_at_the_call(
+            observed, TypeError, "async iterable", observed.server.url_for("/sync"), content=body()
         )
-        (result,) = await observed.check()
-    assert (RequestStatus.ERROR, 1) == (result.status, result.attempts)
-    assert isinstance(result.error, RuntimeError)
-    assert "sync request" in str(result.error)
+        await observed.check()
     assert 0 == observed.server.hits["/sync"]
 
 
