@@ -418,7 +418,11 @@ class AsyncResilientClient(VerbMethods):
         try:
             await self._stop(cancel=exc_type is not None, grace=None)
         finally:
-            if self._state is _State.DRAINED:
+            if self._state is _State.CLOSING:
+                # Cancelled while another task was closing the client: the task group must
+                # still be exited here, on the way out, so its requests go too.
+                self._engine.cancel_all()
+            if self._state in (_State.CLOSING, _State.DRAINED):
                 await self._exit_task_group()
 
     async def close(self, *, cancel: bool = False, grace: float | None = None) -> None:
@@ -504,7 +508,8 @@ class AsyncResilientClient(VerbMethods):
             try:
                 await self._drain(cancel=cancel, grace=grace)
             finally:
-                self._state = _State.DRAINED
+                if self._state is _State.CLOSING:  # not exited meanwhile by __aexit__
+                    self._state = _State.DRAINED
                 self._drained.set()
         elif self._state is _State.CLOSING:
             # Another task is closing the client: wait for it (cancelling now if asked).

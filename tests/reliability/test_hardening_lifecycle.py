@@ -213,6 +213,22 @@ async def test_close_in_a_shutdown_task_while_the_block_exits(server: LocalServe
         await client.get(server.url)
 
 
+async def test_the_owner_cancelled_while_another_task_closes(server: LocalServer) -> None:
+    """Cancelled while a shutdown task drains, the block still exits the task group cleanly."""
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as outer:
+            with anyio.move_on_after(0.3) as scope:
+                async with AsyncResilientClient() as client:
+                    handle = await client.get(server.url_for("/delay/5"))
+                    outer.start_soon(client.close)
+                    await anyio.sleep(0.05)  # the shutdown task now waits for the request
+    assert scope.cancelled_caught
+    assert handle.result is not None
+    assert RequestStatus.CANCELLED == handle.result.status
+    assert 0 == client.stats().in_flight
+    assert client.is_closed
+
+
 async def test_close_from_an_event_callback(server: LocalServer) -> None:
     """close() awaited inside a callback returns; the dispatcher does not wait on itself."""
     closed: list[bool] = []
