@@ -15,11 +15,13 @@ Requests outside the batch, and other batches of the same client, are not touche
 
 from __future__ import annotations
 
+import math
 import sys
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 
 from ._exceptions import ClientStateError
 from ._verbs import VerbMethods
@@ -138,6 +140,8 @@ class Batch(VerbMethods):
         self._check_accepting()
         client = self._client
         method, handle = client._prepare(method, url, context, options, on_finish=self._on_finish)
+        if handle.deadline == -math.inf:
+            await anyio.lowlevel.checkpoint_if_cancelled()  # see _client._cancelled_submission
         limiters = [limiter for limiter in (self._limiter, client._concurrency) if limiter]
         assert self._tg is not None
         policy = client._policy_for(retry_policy)

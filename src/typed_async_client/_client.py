@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+import anyio.lowlevel
 import httpx
 
 from ._batch import Batch
@@ -132,6 +133,15 @@ def _check_limit(name: str, value: object) -> None:
         raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1 or None, got {value}")
+
+
+async def _cancelled_submission() -> None:
+    """
+    A submission from a cancelled scope (``current_effective_deadline()`` is ``-inf``) raises
+    the submitter's cancellation, as any checkpoint there would: nothing is scheduled, rather
+    than a request that inherits an already cancelled deadline and ends as an error.
+    """
+    await anyio.lowlevel.checkpoint_if_cancelled()
 
 
 class AsyncResilientClient(VerbMethods):
@@ -512,9 +522,12 @@ class AsyncResilientClient(VerbMethods):
                     self._state = _State.DRAINED
                 self._drained.set()
         elif self._state is _State.CLOSING:
-            # Another task is closing the client: wait for it (cancelling now if asked).
+            # Another task is closing the client: wait for it (cancelling now if asked), unless
+            # this is an event callback: the other closer waits for the dispatcher, this task.
             if cancel:
                 self._engine.cancel_all()
+            if self._engine.bus.in_dispatcher():
+                return
             assert self._drained is not None
             await self._drained.wait()
 
@@ -689,6 +702,8 @@ class AsyncResilientClient(VerbMethods):
             ClientClosedError: the client is closing or closed.
         """
         method, handle = self._prepare(method, url, context, options)
+        if handle.deadline == -math.inf:
+            await _cancelled_submission()
         policy = self._policy_for(retry_policy)
         assert self._tg is not None
         if self._concurrency is None:

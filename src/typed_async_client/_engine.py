@@ -343,6 +343,15 @@ class Engine:
                         AsyncEvent(EventType.STARTED, context, metadata=context.metadata)
                     )
                 while True:
+                    if (
+                        handle._attempts == 0
+                        and deadline != math.inf
+                        and anyio.current_time() >= deadline
+                    ):
+                        # The deadline passed while the request waited for admission: it ends
+                        # with no attempt.
+                        out_of_time = True
+                        break
                     probe = False
                     if breaker is not None and origin is not None:
                         allowed, changed, retry_in = breaker.acquire(origin)

@@ -110,6 +110,12 @@ def _next_queued(receive: MemoryObjectReceiveStream[AsyncEvent]) -> AsyncEvent |
         return None
 
 
+#: How many times a request waiting for room in a blocking subscriber's buffer tries again
+#: after being woken (each wake-up follows an event taken by the subscriber): past it, its event
+#: is dropped and counted rather than retried forever.
+_MAX_ROOM_WAITS: Final = 10_000
+
+
 class EventStream:
     """
     The receiving end of one subscription: ``async for event in stream``.
@@ -136,10 +142,10 @@ class EventStream:
         self._taken = 0
         self._on_drop = on_drop
         self._send, self._receive = anyio.create_memory_object_stream[AsyncEvent](buffer)
-        # Backpressure state: the scopes of the requests waiting in put(), cancelled by
-        # release(); once released, put() never waits again.
+        # Backpressure state: the requests waiting in put() wait for this event, set when an
+        # event is taken, on release() and at the end; once released, put() never waits again.
         self._released = False
-        self._waiting: set[anyio.CancelScope] = set()
+        self._room: anyio.Event | None = None
 
     def __aiter__(self) -> EventStream:
         return self
@@ -147,6 +153,7 @@ class EventStream:
     async def __anext__(self) -> AsyncEvent:
         queued = _next_queued(self._receive)
         if queued is not None:
+            self._made_room()
             # No scheduler pass per event while the subscriber is behind; it still yields to
             # the scheduler at least once per 64 events, so a reader never starves the loop.
             self._taken += 1
@@ -155,9 +162,11 @@ class EventStream:
             await anyio.lowlevel.checkpoint()
             return queued
         try:
-            return await self._receive.receive()
+            event = await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None
+        self._made_room()
+        return event
 
     async def receive(self) -> AsyncEvent:
         """
@@ -166,7 +175,9 @@ class EventStream:
         Raises:
             anyio.EndOfStream: the client closed and every queued event was received.
         """
-        return await self._receive.receive()
+        event = await self._receive.receive()
+        self._made_room()
+        return event
 
     @property
     def pending(self) -> int:
@@ -200,29 +211,45 @@ class EventStream:
         Queue, waiting for room (``overflow="block"``), until ``release()``.
 
         Released (before or while waiting), the event is queued if there is room, else dropped
-        and counted.
+        and counted. The event only ever enters the buffer through ``send_nowait``, and a
+        waiter waits for *room*, not inside the memory stream's ``send()``: a cancelled
+        ``send()`` cannot tell whether the receiver took its item just before, so counting its
+        drop could count an event that was delivered.
         """
-        if self._released:
-            self.offer_or_drop(event)
-            return
-        with anyio.CancelScope() as scope:
-            self._waiting.add(scope)
+        for _ in range(_MAX_ROOM_WAITS):
+            if self._released:
+                break
             try:
-                await self._send.send(event)
+                self._send.send_nowait(event)
+                return
+            except anyio.WouldBlock:
+                pass
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 self._drop()
-            finally:
-                self._waiting.discard(scope)
-        if scope.cancelled_caught:
-            # Released while waiting. The event was not taken: a cancelled send withdraws it,
-            # and neither backend cancels a task already woken by the receiver.
-            self.offer_or_drop(event)
+                return
+            room = self._room
+            if room is None:
+                room = self._room = anyio.Event()
+            try:
+                await room.wait()
+            except BaseException:
+                # The request was cancelled while it waited: its event never entered the
+                # buffer, so it is lost, and counted.
+                self._drop()
+                raise
+        self.offer_or_drop(event)
+
+    def _made_room(self) -> None:
+        """Wake the requests waiting for room (each then tries again)."""
+        room = self._room
+        if room is not None:
+            self._room = None
+            room.set()
 
     def release(self) -> None:
         """Stop making requests wait: those waiting in ``put()`` go on, and later ones too."""
         self._released = True
-        for scope in self._waiting:
-            scope.cancel()
+        self._made_room()
 
     def _drop(self) -> None:
         self.dropped += 1
@@ -231,10 +258,12 @@ class EventStream:
     def end(self) -> None:
         """No more events: iteration ends once the queue is drained."""
         self._send.close()
+        self._made_room()
 
     def close(self) -> None:
         self._send.close()
         self._receive.close()
+        self._made_room()
 
 
 class EventBus:

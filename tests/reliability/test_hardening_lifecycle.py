@@ -366,3 +366,84 @@ async def test_the_pool_timeout_bounds_the_wait_for_a_connection(server: LocalSe
     assert 1 == result.attempts
     assert 200 == first.status_code
     assert 0 == server.hits["/second"]
+
+
+# -- found by the property test ---------------------------------------------------------------
+
+
+async def test_close_from_a_callback_while_another_close_runs(server: LocalServer) -> None:
+    """A callback's close() does not wait for a closer that waits for the callback's dispatcher."""
+
+    async def close_on_success(event: AsyncEvent) -> None:
+        await client.close()
+
+    with anyio.fail_after(5):
+        async with AsyncResilientClient() as client:
+            client.add_event_callback(EventType.SUCCESS, close_on_success)
+            await client.get(server.url_for("/delay/0.1"))
+        # Leaving the block is the first closer; the callback's close() is the second.
+    assert 0 == client.stats().events_dropped
+    assert (1, 0) == (client.stats().succeeded, client.stats().callback_errors)
+
+
+async def test_a_submission_from_a_cancelled_scope_raises_its_cancellation(
+    server: LocalServer,
+) -> None:
+    """Submitting inside a cancelled scope raises there; nothing is scheduled, nothing fails."""
+    with anyio.fail_after(5):
+        async with AsyncResilientClient() as client:
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await client.get(server.url_for("/never"))
+            async with client.batch() as batch:
+                with anyio.CancelScope() as batch_scope:
+                    batch_scope.cancel()
+                    await batch.get(server.url_for("/never"))
+            stats = client.stats()
+    assert scope.cancelled_caught
+    assert batch_scope.cancelled_caught
+    assert (0, 0) == (stats.started, stats.failed)
+    assert 0 == server.hits["/never"]
+
+
+async def test_an_event_a_cancelled_request_waited_to_queue_is_counted(
+    server: LocalServer,
+) -> None:
+    """overflow="block": the event of a request cancelled while it waits for room is counted."""
+    with anyio.fail_after(5):
+        async with (
+            AsyncResilientClient() as client,
+            client.events(buffer=1, overflow="block") as stream,
+        ):
+            first = await client.get(server.url_for("/one"))  # its STARTED fills the buffer
+            for _ in range(100):
+                if stream.pending:
+                    break
+                await anyio.sleep(0.01)
+            second = await client.get(server.url_for("/two"))  # its STARTED waits for room
+            await anyio.sleep(0.05)
+            second.cancel()
+            result = await second.wait_result()
+            stats = client.stats()
+            received = stream.pending
+            await first.wait_result()
+    assert RequestStatus.CANCELLED == result.status
+    assert stats.events_emitted == received + stream.dropped
+    assert stats.events_dropped >= stream.dropped
+
+
+async def test_a_deadline_passed_while_waiting_for_admission_means_no_attempt(
+    server: LocalServer,
+) -> None:
+    """A request whose deadline passed while it waited for a slot ends with no attempt."""
+    with anyio.fail_after(5):
+        async with AsyncResilientClient(max_concurrency=1) as client:
+            blocker = await client.get(server.url_for("/delay/0.3"))
+            late = await client.get(
+                server.url_for("/late"), context=RequestContext(total_timeout=0.1)
+            )
+            result = await late.wait_result()
+            await blocker.wait_result()
+    assert (0, ()) == (result.attempts, result.history)
+    assert 0 == server.hits["/late"]
+    assert RequestStatus.ERROR == result.status
