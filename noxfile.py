@@ -32,7 +32,7 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite on asyncio and trio, with coverage; `-- -m slow` runs the slow tests."""
     session.install("-e", ".[test]")
-    args = session.posargs or ["-m", "not slow"]
+    args = session.posargs or ["-n", "auto"]
     session.run(
         "python", "-m", "pytest", "--cov=typed_async_client", "--cov-report=term-missing", *args
     )
@@ -42,7 +42,7 @@ def tests(session: nox.Session) -> None:
 def examples(session: nox.Session) -> None:
     """Run every example against its embedded local server."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", "tests/test_examples.py", "-m", "")
+    session.run("python", "-m", "pytest", "tests/test_examples.py")
 
 
 @nox.session

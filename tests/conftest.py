@@ -11,6 +11,19 @@ import pytest
 from typed_async_client.testing import LocalServer, refusing_url
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """
+    Slow tests run only when ``-m`` names them (``-m slow``, ``nox -s soak``): a marker
+    expression of its own, such as the specification's ``-m "not integration"``, leaves them out.
+    """
+    if "slow" in config.option.markexpr:
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(
     params=[
         pytest.param("asyncio", id="asyncio"),

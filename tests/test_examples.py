@@ -17,6 +17,7 @@ import math
 import re
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -53,6 +54,7 @@ EXAMPLES = (
     "error_handling",
     "event_stream",
     "fastapi_integration",
+    "load_testing",
     "monitoring_example",
     "trio_app",
     "trio_usage",
@@ -529,6 +531,123 @@ async def test_benchmark_example_reports_the_four_figures(anyio_backend: str) ->
     assert figures["attempts"] == 200 + figures["retries"]
     assert 0 < figures["retries"]
     assert {"ConnectError"} == set(figures["faults"])
+
+
+async def test_load_testing_counts_every_request_once(anyio_backend: str) -> None:
+    """A small load test on the fault mix: each request sent has one outcome, figures agree."""
+    example = load_example("load_testing")
+    with anyio.fail_after(TIMEOUT):
+        report = await example.main(requests=200, concurrency=20)
+    assert (200, 200, False) == (report.planned, report.sent, report.capped)
+    assert report.sent == report.succeeded + report.failed
+    assert report.sent == sum(report.outcomes.values())
+    assert report.sent == report.started
+    assert report.succeeded == report.outcomes.get("200", 0)
+    assert 0.6 <= report.success_rate <= 0.9  # a tenth goes to the down replica
+    # The down replica's 20 requests: refused connections until its circuit opened, then
+    # refused by the circuit, one rejection per request; the server's circuit stayed closed.
+    assert 20 == report.outcomes.get("ConnectError", 0) + report.outcomes.get("CircuitOpenError", 0)
+    assert report.circuit_rejected == report.outcomes.get("CircuitOpenError", 0) > 0
+    assert report.circuit_events["circuit_opened"] >= 1
+    assert 1 == report.circuits_open
+    # The budget's bound: ratio per request, 1 token per second and 1 at the start.
+    assert report.retries <= 0.1 * report.sent + 1.0 * (report.seconds + 1.0) + 1.0
+    assert report.retries + report.retries_refused >= 1
+    assert report.retries <= report.attempts <= report.sent + report.retries
+    # Each attempt that reached the server drew the next fault of the seeded mix.
+    drawn = sum(report.faults_drawn.values())
+    assert 0 < drawn <= report.attempts
+    assert Counter(example.MIX.draws(drawn)) == report.faults_drawn
+    latencies = [report.latencies[name] for name in ("p50", "p90", "p95", "p99", "max")]
+    assert sorted(latencies) == latencies
+    assert 0 <= latencies[0]
+    assert latencies[-1] <= report.seconds
+    assert math.isclose(report.sent / report.seconds, report.throughput)
+    assert 0 == report.events_dropped
+
+
+async def test_load_testing_stops_at_its_duration(anyio_backend: str) -> None:
+    """--duration caps the run: requests cut by it are failures, none is lost or left running."""
+    example = load_example("load_testing")
+    with anyio.fail_after(TIMEOUT):
+        started = anyio.current_time()
+        report = await example.main(requests=1_000_000, concurrency=10, duration=0.5)
+        elapsed = anyio.current_time() - started
+    assert report.capped is True
+    assert 0 < report.sent < report.planned
+    assert report.sent == report.succeeded + report.failed == report.started
+    assert 0.45 <= report.seconds < 0.5 + example.SETTLE
+    assert elapsed < 0.5 + example.SETTLE + 1.0
+
+
+async def test_load_testing_against_a_given_url(server: LocalServer) -> None:
+    """Pointed at a URL, it loads that URL only: no down replica, no fault, no retry."""
+    example = load_example("load_testing")
+    url = server.url_for("/data")
+    with anyio.fail_after(TIMEOUT):
+        report = await example.main(url, requests=50, concurrency=5)
+    assert (url, 0.0, 50, 50, {"200": 50}) == (
+        report.target,
+        report.down_share,
+        report.sent,
+        report.succeeded,
+        report.outcomes,
+    )
+    assert (50, 0, 0, 0, {}) == (
+        report.attempts,
+        report.retries,
+        report.circuit_rejected,
+        report.circuits_open,
+        report.faults_drawn,
+    )
+    assert 50 == server.hits["/data"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "name"),
+    [
+        ({"url": "ftp://127.0.0.1/"}, "url"),
+        ({"requests": -1}, "requests"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"duration": math.inf}, "duration"),
+        ({"request_timeout": 0}, "request_timeout"),
+        ({"down_share": 1.0}, "down_share"),
+        ({"budget_ratio": -0.1}, "budget_ratio"),
+    ],
+)
+async def test_load_testing_refuses_bad_arguments(arguments: dict[str, Any], name: str) -> None:
+    """A bad argument is refused before any request, with its name in the message."""
+    example = load_example("load_testing")
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        await example.main(**arguments)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_load_testing_script_prints_consistent_figures(backend: str) -> None:
+    """The script's printed counts add up: successes plus failures are the requests sent."""
+    script = str(EXAMPLES_DIR / "load_testing.py")
+    arguments = ["--requests", "120", "--concurrency", "12", "--backend", backend]
+    completed = subprocess.run(
+        [sys.executable, "-W", "error", script, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert 0 == completed.returncode, completed.stderr
+    out = completed.stdout
+    assert re.search(r"^requests: +120 sent of 120 in [0-9.]+ s$", out, re.MULTILINE), out
+    success = re.search(r"^success: +([0-9,]+) \(([0-9.]+)%\), failed ([0-9,]+)$", out, re.M)
+    assert success is not None, out
+    succeeded, failed = int(success[1]), int(success[3])
+    assert 120 == succeeded + failed
+    assert math.isclose(100 * succeeded / 120, float(success[2]), abs_tol=0.05)
+    outcomes = re.search(r"^outcomes: +(.*)$", out, re.MULTILINE)
+    assert outcomes is not None, out
+    counts = [int(part.rsplit(" x", 1)[1]) for part in outcomes[1].split(", ")]
+    assert 120 == sum(counts)
+    for label in ("throughput", "latency", "retries", "budget", "circuits", "server drew"):
+        assert re.search(rf"^{label}: ", out, re.MULTILINE), label
 
 
 # -- the examples as scripts --------------------------------------------------------------------
