@@ -1,14 +1,15 @@
 """
 Advanced client: callbacks, a custom ``RequestContext``, default headers and results (section 2).
 
-Run it with ``python examples/advanced_client.py [asyncio|trio]``. Besides the seed's request,
+Run it with ``python examples/advanced_client.py [--backend trio]``. Besides the seed's request,
 a second request goes to a port that refuses connections, so that the ``RETRY`` and ``ERROR``
 callbacks have something to report.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -30,11 +31,11 @@ async def exemple_avance(data_url: str, refused_url: str) -> dict[str, Any]:
     # Monitoring callbacks: they run in the client's dispatcher task, never in the request's.
     async def on_retry(event: AsyncEvent) -> None:
         retries.append(event.context.current_attempt)
-        print(f"🔄 Retry: {event.context.request_id} (tentative {event.context.current_attempt})")
+        print(f"🔄 Retry: {event.context.request_id} (attempt {event.context.current_attempt})")
 
     async def on_error(event: AsyncEvent) -> None:
         errors.append(event.context.request_id)
-        print(f"❌ Erreur: {event.context.request_id} - {event.error}")
+        print(f"❌ Error: {event.context.request_id}: {event.error!r}")
 
     # Client configuration. httpx.Timeout needs a default (or all four values): the seed's
     # httpx.Timeout(connect=5.0, read=30.0) raises ValueError, so 10 s is the default here.
@@ -69,8 +70,8 @@ async def exemple_avance(data_url: str, refused_url: str) -> dict[str, Any]:
         # Read the metrics back
         result = client.get_result("api_data_fetch")
         assert result is not None  # the request has ended, so its result is kept
-        print(f"Tentatives: {result.attempts}")
-        print(f"Temps total: {result.total_time:.2f}s")
+        print(f"Attempts: {result.attempts}")
+        print(f"Total time: {result.total_time:.2f} s")
 
         # Not in the seed: a request that cannot connect, retried twice with short delays.
         failing = await client.get(
@@ -80,7 +81,7 @@ async def exemple_avance(data_url: str, refused_url: str) -> dict[str, Any]:
         try:
             await failing
         except httpx.ConnectError as exc:
-            print(f"Échec attendu: {exc!r}")
+            print(f"Expected failure: {exc!r}")
         failed = client.get_result("refused")
         assert failed is not None
 
@@ -112,6 +113,27 @@ async def main(base_url: str | None = None) -> dict[str, Any]:
         return await exemple_avance(f"{base_url}/data", f"{refused}/data")
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python examples/advanced_client.py",
+        description="Callbacks, a custom RequestContext, default headers and results.",
+    )
+    parser.add_argument(
+        "--backend", choices=["asyncio", "trio"], default="asyncio", help="event loop (asyncio)"
+    )
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    backend = sys.argv[1] if len(sys.argv) > 1 else "asyncio"
-    print(anyio.run(main, backend=backend))
+    args = parse_args()
+    outcome = anyio.run(main, backend=args.backend)
+    print(
+        f"\napi_data_fetch: {outcome['status_code']} after {outcome['attempts']} attempt(s), "
+        f"Authorization {outcome['authorization']!r} echoed, "
+        f"metadata {', '.join(f'{key}={value}' for key, value in outcome['metadata'].items())}"
+    )
+    print(
+        f"refused: {outcome['refused_attempts']} attempts, retry callbacks for attempts "
+        f"{', '.join(map(str, outcome['retry_attempts']))}, error callback for "
+        f"{', '.join(outcome['errors'])}"
+    )

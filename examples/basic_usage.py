@@ -2,13 +2,14 @@
 Simple use: one request with automatic retries (README section 1).
 
 ``simple_async_request`` opens a client, sends the request, retries it on connection errors, reads
-the body and closes the client. Run it with ``python examples/basic_usage.py [asyncio|trio]``: it
+the body and closes the client. Run it with ``python examples/basic_usage.py [--backend trio]``: it
 starts a local test server, so no network access is needed.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -27,12 +28,12 @@ async def exemple_simple(url: str, max_retries: int = 2) -> Any:
             timeout=10.0,
         )
 
-        print(f"✅ Succès: {response.status_code}")
+        print(f"✅ Success: {response.status_code}")
         data = response.json()
         return data
 
     except Exception as e:
-        print(f"❌ Erreur: {e}")
+        print(f"❌ Error: {e!r}")
         return None
 
 
@@ -54,6 +55,22 @@ async def main(base_url: str | None = None) -> dict[str, Any]:
     return {"data": data, "refused": failed}
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python examples/basic_usage.py",
+        description="One GET with automatic retries, then one to a refused port.",
+    )
+    parser.add_argument(
+        "--backend", choices=["asyncio", "trio"], default="asyncio", help="event loop (asyncio)"
+    )
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    backend = sys.argv[1] if len(sys.argv) > 1 else "asyncio"
-    print(anyio.run(main, backend=backend))
+    args = parse_args()
+    outcome = anyio.run(main, backend=args.backend)
+    data = outcome["data"]
+    print(f"/data answered {data['method']} {data['path']}" if data else "/data failed")
+    print(
+        f"refused URL: {'gave up after its retries' if outcome['refused'] is None else 'answered'}"
+    )

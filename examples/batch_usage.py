@@ -19,13 +19,16 @@ Catching an ``ExceptionGroup``: on Python 3.11+ ``except* httpx.ConnectError:`` 
 example also runs on Python 3.10, so it catches the group itself and splits it, with the
 ``exceptiongroup`` backport that anyio installs on 3.10.
 
-Run it with ``python examples/batch_usage.py [asyncio|trio]``: it starts a local test server and
+Run it with ``python examples/batch_usage.py [--backend trio]``: it starts a local test server and
 uses a loopback port that refuses connections, so no network access is needed.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -85,8 +88,9 @@ async def fail_fast(client: AsyncResilientClient, base_url: str, refused: str) -
         assert connect_errors is not None
         caught = [type(exc).__name__ for exc in connect_errors.exceptions]
     statuses = {r.request_id: r.status for r in batch.results}
-    print(f"2. caught {caught}; submitted {batch.submitted} of {planned + 1}")
-    print(f"   {sorted((rid, str(status)) for rid, status in statuses.items())}")
+    print(f"2. caught {', '.join(caught)}; submitted {batch.submitted} of {planned + 1}")
+    by_status = Counter(str(status) for status in statuses.values())
+    print(f"   {', '.join(f'{count} {status}' for status, count in sorted(by_status.items()))}")
     down_result = client.get_result("down")
     return {
         "caught": caught,
@@ -116,7 +120,10 @@ async def block_error(client: AsyncResilientClient, base_url: str) -> dict[str, 
         reason = str(lookup_errors.exceptions[0])
     outside_status = (await outside).status_code  # requests outside the batch are untouched
     statuses = [str(r.status) for r in batch.results]
-    print(f"3. body error {reason!r}: batch {statuses}, outside request {outside_status}")
+    print(
+        f"3. body error {reason!r}: batch requests {', '.join(statuses)}, "
+        f"outside request {outside_status}"
+    )
     return {"reason": reason, "statuses": statuses, "outside_status": outside_status}
 
 
@@ -163,6 +170,17 @@ async def main(base_url: str | None = None) -> dict[str, Any]:
     return outcome
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python examples/batch_usage.py",
+        description="Batches: ordered results, fail_fast, a failing body, a huge batch.",
+    )
+    parser.add_argument(
+        "--backend", choices=["asyncio", "trio"], default="asyncio", help="event loop (asyncio)"
+    )
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    backend = sys.argv[1] if len(sys.argv) > 1 else "asyncio"
-    print(anyio.run(main, backend=backend))
+    args = parse_args()
+    anyio.run(main, backend=args.backend)

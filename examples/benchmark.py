@@ -9,15 +9,18 @@ when the requests start (``LocalServer.stop_listening``: its port refuses connec
 requests are retried (connection errors only, the default policy, up to 10 retries from 10 ms
 of backoff) until it answers. Client and servers share one process and one event loop, so the
 time includes the servers' work; ``benchmarks/run.py`` measures the client alone. ``main()`` is
-backend-neutral (anyio); the script runs it on asyncio. Run it with
-``python examples/benchmark.py``.
+backend-neutral (anyio). Run it with
+``python examples/benchmark.py [--requests N] [--backend trio]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -100,10 +103,34 @@ async def main(requests: int = REQUESTS) -> dict[str, Any]:
     }
 
 
+def request_count(text: str) -> int:
+    """An argparse type: a number of requests from 1 to 100,000."""
+    value = int(text)
+    if not 1 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 100000, got {value}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python examples/benchmark.py",
+        description="Time concurrent requests through connection faults on a local server.",
+    )
+    parser.add_argument(
+        "--requests", type=request_count, default=REQUESTS, help=f"requests to send ({REQUESTS:,})"
+    )
+    parser.add_argument(
+        "--backend", choices=["asyncio", "trio"], default="asyncio", help="event loop (asyncio)"
+    )
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    figures = anyio.run(main)
+    args = parse_args()
+    figures = anyio.run(functools.partial(main, requests=args.requests), backend=args.backend)
+    print(f"backend:      {args.backend}")
     print(
-        f"1,000 concurrent requests: {figures['seconds']:.2f} s "
+        f"{figures['requests']:,} concurrent requests: {figures['seconds']:.2f} s "
         f"({figures['requests_per_second']:,.0f} req/s)"
     )
     print(f"success rate: {figures['success_rate']:.1%}")

@@ -4,12 +4,16 @@ Concurrent requests with ``asyncio.gather`` over request handles (README section
 This example is asyncio-specific, as the seed is: handles are awaitables, so ``asyncio.gather``
 accepts them. ``/users`` and ``/posts`` go to a local server, ``/comments`` to a port that
 refuses connections, so one request is retried and then fails. Run it with
-``python examples/concurrent_requests.py``.
+``python examples/concurrent_requests.py`` (asyncio only).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+from collections.abc import Sequence
+
+import httpx
 
 from typed_async_client import RequestContext, create_async_resilient_client
 from typed_async_client.testing import LocalServer, refusing_url
@@ -28,14 +32,19 @@ async def requetes_concurrentes(
         # Wait for every response (or exception)
         responses = await asyncio.gather(*tasks, return_exceptions=True)
         for task, response in zip(tasks, responses, strict=True):
-            print(f"   {task.request_id}: {response!r}")
+            shown = (
+                f"HTTP {response.status_code}"
+                if isinstance(response, httpx.Response)
+                else f"{type(response).__name__}: {response}"
+            )
+            print(f"   {task.request_id}: {shown}")
 
         # Look at the results
         results = await client.wait_for_all_requests()
 
         for request_id, result in results.items():
             status = "✅" if result.is_success else "❌"
-            print(f"{status} {request_id}: {result.status} ({result.attempts} tentatives)")
+            print(f"{status} {request_id}: {result.status} ({result.attempts} attempt(s))")
 
     return {rid: (str(result.status), result.attempts) for rid, result in results.items()}
 
@@ -60,5 +69,28 @@ async def main(base_url: str | None = None) -> dict[str, tuple[str, int]]:
         return await requetes_concurrentes(urls_et_contextes)
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python examples/concurrent_requests.py",
+        description="Three requests awaited together with asyncio.gather.",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["asyncio", "trio"],
+        default="asyncio",
+        help="event loop; this example runs on asyncio only (asyncio)",
+    )
+    args = parser.parse_args(argv)
+    if args.backend != "asyncio":
+        parser.error(
+            "argument --backend: this example is asyncio-specific (asyncio.gather); "
+            "tests/test_examples.py replays its scenario on trio"
+        )
+    return args
+
+
 if __name__ == "__main__":
-    print(asyncio.run(main()))
+    parse_args()
+    results = asyncio.run(main())
+    succeeded = sum(1 for status, _ in results.values() if status == "success")
+    print(f"{len(results)} requests: {succeeded} succeeded, {len(results) - succeeded} failed")

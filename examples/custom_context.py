@@ -4,12 +4,13 @@ A custom context: ``RequestContext`` subclassed with fields and a method of its 
 The seed's ``ApiRequestContext`` turns its fields into headers. The first request passes them
 explicitly, as the seed does; the second lets an httpx event hook add them, reading the context
 of the attempt in progress with ``current_context()``. Run it with
-``python examples/custom_context.py [asyncio|trio]``.
+``python examples/custom_context.py [--backend trio]``.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -21,7 +22,7 @@ from typed_async_client.testing import LocalServer
 
 @dataclass(frozen=True)
 class ApiRequestContext(RequestContext):
-    """Contexte étendu pour API spécialisée."""
+    """A context extended for a specialised API."""
 
     api_version: str = "v1"
     priority: str = "normal"
@@ -88,11 +89,22 @@ async def main(base_url: str | None = None) -> dict[str, dict[str, str]]:
         received[hooked.request_id] = response.json()["headers"]
 
     for request_id, headers in received.items():
-        shown = {name: value for name, value in headers.items() if name.startswith("x-")}
+        shown = ", ".join(f"{name}: {value}" for name, value in headers.items() if name[:2] == "x-")
         print(f"{request_id}: {shown}")
     return received
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python examples/custom_context.py",
+        description="A RequestContext subclass whose fields become request headers.",
+    )
+    parser.add_argument(
+        "--backend", choices=["asyncio", "trio"], default="asyncio", help="event loop (asyncio)"
+    )
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    backend = sys.argv[1] if len(sys.argv) > 1 else "asyncio"
-    print(anyio.run(main, backend=backend))
+    args = parse_args()
+    anyio.run(main, backend=args.backend)

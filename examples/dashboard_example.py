@@ -6,12 +6,15 @@ asyncio-specific, as the seed is (``asyncio.create_task``, ``asyncio.sleep``, ``
 The seed's timings (a refresh every 5 s, 20 requests 0.5 s apart, delays up to 2 s) are
 parameters here, shortened by ``main()`` so that the demo ends in about a second, and the
 monitoring loop is bounded by ``max_refreshes``. Run it with
-``python examples/dashboard_example.py``.
+``python examples/dashboard_example.py``
+(asyncio only).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -54,10 +57,10 @@ class RealTimeDashboard:
         print(f"\n{'=' * 50}")
         print(f"🚀 Dashboard - {datetime.now().strftime('%H:%M:%S')}")
         print(f"{'=' * 50}")
-        print(f"Tâches actives: {snapshot['active']}")
-        print(f"Résultats en cache: {snapshot['results']}")
-        print(f"Queue d'événements: {snapshot['queued_events']}")
-        print(f"Client fermé: {snapshot['closed']}")
+        print(f"Active tasks: {snapshot['active']}")
+        print(f"Cached results: {snapshot['results']}")
+        print(f"Queued events: {snapshot['queued_events']}")
+        print(f"Client closed: {'yes' if snapshot['closed'] else 'no'}")
 
         # Result statistics
         results = self.client.get_all_results()
@@ -66,9 +69,9 @@ class RealTimeDashboard:
             error_count = sum(1 for r in results.values() if r.is_error)
             avg_attempts = sum(r.attempts for r in results.values()) / len(results)
 
-            print(f"Succès: {success_count}/{len(results)}")
-            print(f"Erreurs: {error_count}/{len(results)}")
-            print(f"Tentatives moyennes: {avg_attempts:.1f}")
+            print(f"Successes: {success_count}/{len(results)}")
+            print(f"Errors: {error_count}/{len(results)}")
+            print(f"Average attempts: {avg_attempts:.1f}")
             snapshot["successes"] = success_count
         self.snapshots.append(snapshot)
         return snapshot
@@ -127,6 +130,32 @@ async def main(base_url: str | None = None) -> list[dict[str, Any]]:
     )
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python examples/dashboard_example.py",
+        description="A dashboard refreshing the client's counters while requests run.",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["asyncio", "trio"],
+        default="asyncio",
+        help="event loop; this example runs on asyncio only (asyncio)",
+    )
+    args = parser.parse_args(argv)
+    if args.backend != "asyncio":
+        parser.error(
+            "argument --backend: this example is asyncio-specific "
+            "(asyncio.create_task and asyncio.gather); "
+            "tests/test_examples.py replays its scenario on trio"
+        )
+    return args
+
+
 if __name__ == "__main__":
+    parse_args()
     snapshots = asyncio.run(main())
-    print(f"\n{len(snapshots)} rafraîchissements, dernier: {snapshots[-1]}")
+    last = snapshots[-1]
+    print(
+        f"\n{len(snapshots)} refreshes; at the last one {last['active']} active, "
+        f"{last.get('successes', 0)} of {last['results']} results succeeded"
+    )

@@ -8,12 +8,13 @@ Error handling: what each kind of failure looks like to the caller.
 * a client that is closed refuses new requests with ``ClientClosedError``;
 * bad input raises ``ValueError`` (or ``TypeError``) at the call, before anything is sent.
 
-Run it with ``python examples/error_handling.py [asyncio|trio]``.
+Run it with ``python examples/error_handling.py [--backend trio]``.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+from collections.abc import Sequence
 
 import anyio
 import httpx
@@ -60,12 +61,12 @@ async def main(base_url: str | None = None) -> dict[str, str]:
             except httpx.ConnectError as exc:
                 result = client.get_result("refused")
                 assert result is not None
-                print(f"🔌 {type(exc).__name__} après {result.attempts} tentatives")
+                print(f"🔌 {type(exc).__name__} after {result.attempts} attempts")
                 outcomes["refused"] = f"{type(exc).__name__} after {result.attempts} attempts"
 
         # 2. HTTP 503: a response. Nothing is raised and nothing is retried.
         response = await (await client.get(f"{base_url}/status/503"))
-        print(f"🚦 HTTP {response.status_code} (pas de retry)")
+        print(f"🚦 HTTP {response.status_code} (not retried)")
         outcomes["http_503"] = str(response.status_code)
         try:
             response.raise_for_status()  # opt in to an exception, as with httpx
@@ -118,6 +119,17 @@ async def main(base_url: str | None = None) -> dict[str, str]:
     return outcomes
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python examples/error_handling.py",
+        description="Each failure a request can meet, and how it surfaces.",
+    )
+    parser.add_argument(
+        "--backend", choices=["asyncio", "trio"], default="asyncio", help="event loop (asyncio)"
+    )
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    backend = sys.argv[1] if len(sys.argv) > 1 else "asyncio"
-    anyio.run(main, backend=backend)
+    args = parse_args()
+    anyio.run(main, backend=args.backend)

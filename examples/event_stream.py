@@ -18,13 +18,14 @@ the client closes, once they have read what was already queued.
 
 Four requests go to a local server and succeed; three go to a loopback port that refuses
 connections, so they are retried three times (``RETRY`` events), then fail (``ERROR`` events).
-Run it with ``python examples/event_stream.py [asyncio|trio]``.
+Run it with ``python examples/event_stream.py [--backend trio]``.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -95,7 +96,7 @@ async def watch(base_url: str, refused: str) -> dict[str, Any]:
     by_request: dict[str, list[str]] = {}
     for event in seen:
         by_request.setdefault(event.context.request_id, []).append(str(event.event_type))
-    print(f"callback saw errors of {sorted(errors)}")
+    print(f"callback saw errors of {', '.join(sorted(errors))}")
     print(f"stats: {stats.events_emitted} events emitted, {stats.events_dropped} dropped")
     return {
         **outcome,
@@ -124,6 +125,19 @@ async def main(base_url: str | None = None) -> dict[str, Any]:
         return await watch(base_url, refused)
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python examples/event_stream.py",
+        description="Two event subscribers and a callback watch successes and retries.",
+    )
+    parser.add_argument(
+        "--backend", choices=["asyncio", "trio"], default="asyncio", help="event loop (asyncio)"
+    )
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    backend = sys.argv[1] if len(sys.argv) > 1 else "asyncio"
-    print(anyio.run(main, backend=backend))
+    args = parse_args()
+    outcome = anyio.run(main, backend=args.backend)
+    counts = ", ".join(f"{count} {kind}" for kind, count in outcome["counts"].items())
+    print(f"all-events subscriber: {counts}")

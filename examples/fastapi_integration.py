@@ -9,17 +9,17 @@ requests.
 
 ``main()`` runs the application in-process: it drives the ASGI lifespan itself and sends requests
 through ``httpx.ASGITransport``, with the "external API" pointed at a local test server. It works
-on asyncio and trio: ``python examples/fastapi_integration.py [asyncio|trio]``. To serve the app
+on asyncio and trio: ``python examples/fastapi_integration.py [--backend trio]``. To serve the app
 for real, run ``python -m typed_async_client.testing --port 8000`` (the external API, at the
 default ``EXTERNAL_API_URL``) and ``uvicorn fastapi_integration:app`` from ``examples/``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 import warnings
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -86,7 +86,7 @@ async def get_external_data(data_id: str) -> Any:
         # Read the metrics back for logging
         result = http_client.get_result(context.request_id)
         if result:
-            print(f"Échec après {result.attempts} tentatives: {e!r}")
+            print(f"Failed after {result.attempts} attempts: {e!r}")
 
         raise HTTPException(
             status_code=503,
@@ -148,19 +148,31 @@ async def main(base_url: str | None = None) -> dict[str, Any]:
     ):
         app.state.external_api_url = base_url
         response = await api.get("/api/external-data/42")
-        print(f"API up: {response.status_code} {response.json()}")
+        print(f"API up: {response.status_code}, proxied {response.json()['path']}")
         outcome["ok"] = (response.status_code, response.json())
 
         with refusing_url() as refused:
             app.state.external_api_url = refused
             response = await api.get("/api/external-data/43")
-        print(f"API down: {response.status_code} {response.json()}")
+        print(f"API down: {response.status_code}, detail {response.json()['detail']!r}")
         outcome["down"] = (response.status_code, response.json())
     # The shutdown handler closed the shared client.
     outcome["client_closed"] = http_client is not None and http_client.is_closed
     return outcome
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python examples/fastapi_integration.py",
+        description="A FastAPI app proxying an external API through one shared client.",
+    )
+    parser.add_argument(
+        "--backend", choices=["asyncio", "trio"], default="asyncio", help="event loop (asyncio)"
+    )
+    return parser.parse_args(argv)
+
+
 if __name__ == "__main__":
-    backend = sys.argv[1] if len(sys.argv) > 1 else "asyncio"
-    print(anyio.run(main, backend=backend))
+    args = parse_args()
+    outcome = anyio.run(main, backend=args.backend)
+    print(f"shared client closed at shutdown: {'yes' if outcome['client_closed'] else 'no'}")

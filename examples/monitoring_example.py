@@ -3,15 +3,18 @@ Monitoring with event callbacks: a ``MetricsCollector`` fed by ``SUCCESS``, ``RE
 ``ERROR`` events (README "Monitoring et Métriques").
 
 asyncio-specific, as the seed is (``asyncio.gather``). Ten requests go to a local server; the
-last ``failing`` of them go to a port that refuses connections, so the retry and error rates are
-not zero. Run it with ``python examples/monitoring_example.py``.
+last ``failing`` of them go to a port that refuses connections, so some requests are retried and
+fail. Run it with ``python examples/monitoring_example.py [--requests N] [--failing N]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import functools
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 
 from typed_async_client import AsyncEvent, EventType, RequestContext, create_async_resilient_client
 from typed_async_client.testing import LocalServer, refusing_url
@@ -20,42 +23,73 @@ logger = logging.getLogger(__name__)
 
 
 class MetricsCollector:
+    """
+    Count requests by their final event, and retries separately.
+
+    A request emits any number of ``RETRY`` events and then one final ``SUCCESS`` or ``ERROR``,
+    so rates are computed per request id from the final events; counting events instead (as the
+    seed did) puts the retries in the denominator and reports 16 "requests" for 10.
+    """
+
     def __init__(self) -> None:
-        self.stats: defaultdict[str, int] = defaultdict(int)
+        self.stats: defaultdict[str, int] = defaultdict(int)  # events, by type
+        self.outcomes: dict[str, str] = {}  # request id -> "success" or "error"
+        self.retried: set[str] = set()  # request ids retried at least once
         self.response_times: list[float] = []
 
     async def on_success(self, event: AsyncEvent) -> None:
         self.stats["success"] += 1
+        self.outcomes[event.context.request_id] = "success"
         # The seed reads event.context.elapsed_time, which is measured when the callback runs,
         # so a busy dispatcher inflates it; total_time is measured when the request ended.
         self.response_times.append(event.data["total_time"])
-        logger.info(f"✅ Succès: {event.context.request_id}")
+        logger.info("succeeded: %s", event.context.request_id)
 
     async def on_retry(self, event: AsyncEvent) -> None:
         self.stats["retry"] += 1
-        logger.warning(f"🔄 Retry {event.context.current_attempt}: {event.context.request_id}")
+        self.retried.add(event.context.request_id)
+        logger.warning("retry %d: %s", event.context.current_attempt, event.context.request_id)
 
     async def on_error(self, event: AsyncEvent) -> None:
         self.stats["error"] += 1
-        logger.error(f"❌ Erreur définitive: {event.context.request_id}")
+        self.outcomes[event.context.request_id] = "error"
+        logger.error("failed for good: %s", event.context.request_id)
 
     def get_metrics(self) -> dict[str, float]:
-        total = sum(self.stats.values())
+        total = len(self.outcomes)
         if total == 0:
             return {}
-
+        succeeded = sum(1 for outcome in self.outcomes.values() if outcome == "success")
         avg_response_time = (
-            sum(self.response_times) / len(self.response_times) if self.response_times else 0
+            sum(self.response_times) / len(self.response_times) if self.response_times else 0.0
         )
-
-        # As in the seed, "total" counts events, so retries are part of the denominator.
         return {
             "total_requests": total,
-            "success_rate": self.stats["success"] / total,
-            "retry_rate": self.stats["retry"] / total,
-            "error_rate": self.stats["error"] / total,
+            "succeeded": succeeded,
+            "failed": total - succeeded,
+            "retries": self.stats["retry"],
+            "retried_requests": len(self.retried),
+            "success_rate": succeeded / total,
+            "retry_rate": len(self.retried) / total,
+            "error_rate": (total - succeeded) / total,
             "avg_response_time": avg_response_time,
         }
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """The metrics as a short English summary."""
+    if not metrics:
+        return "no request finished"
+    total = int(metrics["total_requests"])
+    return "\n".join(
+        [
+            f"{total} requests: {int(metrics['succeeded'])} succeeded, "
+            f"{int(metrics['failed'])} failed ({metrics['success_rate']:.0%})",
+            f"retries: {int(metrics['retries'])} over {int(metrics['retried_requests'])} "
+            f"of {total} requests ({metrics['retry_rate']:.0%})",
+            f"average response time of the successes: {metrics['avg_response_time'] * 1000:.1f} ms",
+        ]
+    )
 
 
 async def monitored_requests(urls: list[str], base_delay: float = 0.5) -> dict[str, float]:
@@ -80,11 +114,7 @@ async def monitored_requests(urls: list[str], base_delay: float = 0.5) -> dict[s
         await client.wait_for_all_requests()
 
     # Events are delivered before the client finishes closing, so the counts are complete here.
-    stats = metrics.get_metrics()
-    print("📊 Métriques:")
-    for key, value in stats.items():
-        print(f"  {key}: {value}")
-    return stats
+    return metrics.get_metrics()
 
 
 async def main(
@@ -94,9 +124,11 @@ async def main(
     Run ``requests`` monitored requests, the last ``failing`` of them to a refused port.
 
     Returns:
-        The collector's metrics. With the default three retries per request, ``failing``
-        refused requests produce ``3 * failing`` retries and ``failing`` errors.
+        The collector's metrics, counted per request. With the default three retries per
+        request, ``failing`` refused requests are retried ``3 * failing`` times and fail.
     """
+    if not 0 <= failing <= requests:
+        raise ValueError(f"failing must be between 0 and requests ({requests}), got {failing}")
     if base_url is None:
         async with LocalServer() as server:
             return await main(server.url, requests, failing)
@@ -107,6 +139,43 @@ async def main(
         return await monitored_requests(urls, base_delay=0.02)
 
 
+def count(text: str) -> int:
+    """An argparse type: an integer from 0 to 1,000."""
+    value = int(text)
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1000, got {value}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python examples/monitoring_example.py",
+        description="Count successes, retries and errors with event callbacks.",
+    )
+    parser.add_argument("--requests", type=count, default=10, help="requests to send (10)")
+    parser.add_argument(
+        "--failing", type=count, default=2, help="how many of them go to a refused port (2)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["asyncio", "trio"],
+        default="asyncio",
+        help="event loop; this example runs on asyncio only (asyncio)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every event")
+    args = parser.parse_args(argv)
+    if args.backend != "asyncio":
+        parser.error(
+            "argument --backend: this example is asyncio-specific (asyncio.gather); "
+            "tests/test_examples.py replays its scenario on trio"
+        )
+    if args.failing > args.requests:
+        parser.error(f"--failing ({args.failing}) must not exceed --requests ({args.requests})")
+    return args
+
+
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    print(asyncio.run(main()))
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    metrics = asyncio.run(functools.partial(main, requests=args.requests, failing=args.failing)())
+    print(format_metrics(metrics))

@@ -14,6 +14,9 @@ Run it with ``python examples/trio_app.py``.
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Sequence
+
 import httpx
 import trio
 
@@ -87,5 +90,26 @@ async def main(base_url: str | None = None) -> dict[str, str]:
     return outcomes
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python examples/trio_app.py",
+        description="A trio application: a nursery of workers with their own deadlines.",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["asyncio", "trio"],
+        default="trio",
+        help="event loop; this example runs on trio only (trio)",
+    )
+    args = parser.parse_args(argv)
+    if args.backend != "trio":
+        parser.error(
+            "argument --backend: this example is trio-specific "
+            "(trio.open_nursery and trio.move_on_after); the other examples run on both"
+        )
+    return args
+
+
 if __name__ == "__main__":
+    parse_args()
     trio.run(main)

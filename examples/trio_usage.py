@@ -24,7 +24,9 @@ port that refuses connections, so no network access is needed.
 
 from __future__ import annotations
 
+import argparse
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -177,5 +179,26 @@ async def main(base_url: str | None = None) -> dict[str, Any]:
     return outcome
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python examples/trio_usage.py",
+        description="The client in a trio program: nursery, cancel scopes, limits, stats.",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["asyncio", "trio"],
+        default="trio",
+        help="event loop; this example runs on trio only (trio)",
+    )
+    args = parser.parse_args(argv)
+    if args.backend != "trio":
+        parser.error(
+            "argument --backend: this example is trio-specific "
+            "(trio.open_nursery and trio.move_on_after); the other examples run on both"
+        )
+    return args
+
+
 if __name__ == "__main__":
+    parse_args()
     trio.run(main)

@@ -10,12 +10,14 @@ with a measurement rather than a comment.
 
 asyncio-specific, as the seed is (``asyncio.Semaphore``, ``asyncio.sleep``,
 ``asyncio.create_task``); ``docs/usage.md`` shows the same patterns with anyio primitives. Run it
-with ``python examples/troubleshooting.py``.
+with ``python examples/troubleshooting.py`` (asyncio only).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -75,7 +77,7 @@ async def cleanup_task(
         await asyncio.sleep(interval)  # every 5 minutes by default
         cleaned = client.clear_old_results(max_age=max_age)  # 1 hour by default
         if cleaned > 0:
-            print(f"🧹 Nettoyé {cleaned} anciens résultats")
+            print(f"🧹 Cleaned {cleaned} old results")
             total += cleaned
     return total
 
@@ -212,9 +214,28 @@ async def main(base_url: str | None = None) -> dict[str, Any]:
             outcome["connections"] = await client_reuse(server)
     else:
         outcome = await run_sections(base_url)
-    for key, value in outcome.items():
-        print(f"{key}: {value}")
+    print(format_outcome(outcome))
     return outcome
+
+
+def format_outcome(outcome: dict[str, Any]) -> str:
+    """What each section measured, in English."""
+    results = outcome["results"]
+    lines = [
+        f"1. events dropped: {outcome['dropped_small_queue']} with event_queue_size=10, "
+        f"{outcome['dropped_large_queue']} with 1000",
+        f"2. results: {results['kept']} kept, {results['evicted']} evicted (max_results=3), "
+        f"{results['cleaned']} cleaned",
+        f"3. peak in flight: {outcome['peak_in_flight']} (semaphore of 10)",
+    ]
+    if "connections" in outcome:
+        connections = outcome["connections"]
+        lines.append(
+            f"4. connections: {connections['new_client_each_call']} with a new client per call, "
+            f"{connections['reused_client']} with one reused client"
+        )
+    lines.append(f"5. optimal configuration: HTTP {outcome['optimal_status']}")
+    return "\n".join(lines)
 
 
 async def run_sections(base_url: str) -> dict[str, Any]:
@@ -231,5 +252,27 @@ async def run_sections(base_url: str) -> dict[str, Any]:
     return outcome
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python examples/troubleshooting.py",
+        description="Common problems, each shown with a measurement.",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["asyncio", "trio"],
+        default="asyncio",
+        help="event loop; this example runs on asyncio only (asyncio)",
+    )
+    args = parser.parse_args(argv)
+    if args.backend != "asyncio":
+        parser.error(
+            "argument --backend: this example is asyncio-specific "
+            "(asyncio.Semaphore and asyncio.create_task); "
+            "tests/test_examples.py replays its scenario on trio"
+        )
+    return args
+
+
 if __name__ == "__main__":
+    parse_args()
     asyncio.run(main())
