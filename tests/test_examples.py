@@ -2,11 +2,10 @@
 The examples run, and do what they say.
 
 Each example's ``main()`` is imported by path and run against a loopback server. Examples written
-with anyio only run on both backends. Those written with asyncio primitives, as the seed writes
-them (``asyncio.gather``, ``asyncio.create_task``, ``asyncio.Semaphore``), run on asyncio; for
-each of them a ``*_on_trio`` test replays the same scenario with anyio primitives (a task group
-instead of ``gather``), so the seed's scenarios are proven on trio too. ``trio_app`` and
-``trio_usage`` are trio-native. Finally every example is run as a script, as a user would.
+with anyio run on both backends, including those the seed writes with asyncio primitives
+(``asyncio.gather``, ``asyncio.create_task``, ``asyncio.Semaphore``), which are ported to anyio's
+(task groups, ``anyio.CapacityLimiter``, ``anyio.sleep``). ``trio_app`` and ``trio_usage`` are
+trio-native. Finally every example is run as a script, as a user would.
 """
 
 from __future__ import annotations
@@ -28,11 +27,7 @@ import httpx
 import pytest
 
 from typed_async_client import (
-    AsyncEvent,
-    AsyncResilientClient,
-    EventType,
     RequestContext,
-    RequestHandle,
     RequestStatus,
     create_async_resilient_client,
 )
@@ -60,7 +55,6 @@ EXAMPLES = (
     "trio_usage",
     "troubleshooting",
 )
-ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 TRIO_ONLY = pytest.mark.parametrize("anyio_backend", ["trio"])
 TIMEOUT = 30
 
@@ -82,22 +76,6 @@ def load_example(name: str) -> ModuleType:
         del sys.modules[module_name]
         raise
     return module
-
-
-async def collect(handles: list[RequestHandle]) -> dict[str, httpx.Response | BaseException]:
-    """Await every handle in a task group, as ``gather(..., return_exceptions=True)`` does."""
-    outcomes: dict[str, httpx.Response | BaseException] = {}
-
-    async def wait(handle: RequestHandle) -> None:
-        try:
-            outcomes[handle.request_id] = await handle
-        except Exception as exc:
-            outcomes[handle.request_id] = exc
-
-    async with anyio.create_task_group() as tg:
-        for handle in handles:
-            tg.start_soon(wait, handle)
-    return outcomes
 
 
 # -- the set of examples ------------------------------------------------------------------------
@@ -270,12 +248,11 @@ async def test_event_stream() -> None:
     assert (23, 7) == (outcome["events_emitted"], outcome["events_dropped"])
 
 
-# -- asyncio-specific examples, and their scenarios on trio -------------------------------------
+# -- examples ported from the seed's asyncio primitives to anyio: both backends -----------------
 
 
-@ASYNCIO_ONLY
 async def test_concurrent_requests() -> None:
-    """asyncio.gather over handles: users and posts succeed, the refused comments fail."""
+    """Handles awaited from a task group: users and posts succeed, the refused comments fail."""
     example = load_example("concurrent_requests")
     with anyio.fail_after(TIMEOUT):
         results = await example.main()
@@ -286,29 +263,27 @@ async def test_concurrent_requests() -> None:
     } == results
 
 
-@TRIO_ONLY
-async def test_concurrent_requests_on_trio(server: LocalServer, refused_url: str) -> None:
-    """The same three requests, awaited from a task group instead of asyncio.gather."""
-    urls_and_contexts = [
-        (server.url_for("/users"), RequestContext(request_id="users", max_retries=2)),
-        (server.url_for("/posts"), RequestContext(request_id="posts", max_retries=3)),
-        (f"{refused_url}/comments", RequestContext(request_id="comments", max_retries=1)),
-    ]
+async def test_concurrent_requests_gathers_like_return_exceptions(
+    server: LocalServer, refused_url: str
+) -> None:
+    """gather_handles keeps the handles' order, with a response or the exception for each."""
+    example = load_example("concurrent_requests")
     with anyio.fail_after(TIMEOUT):
         async with create_async_resilient_client() as client:
-            handles = [await client.get(url, context=ctx) for url, ctx in urls_and_contexts]
-            outcomes = await collect(handles)
-            results = await client.wait_for_all_requests()
-    assert isinstance(outcomes["users"], httpx.Response)
-    assert isinstance(outcomes["comments"], httpx.ConnectError)
-    assert {
-        "users": ("success", 1),
-        "posts": ("success", 1),
-        "comments": ("error", 2),
-    } == {rid: (str(r.status), r.attempts) for rid, r in results.items()}
+            handles = [
+                await client.get(server.url_for("/users"), context=RequestContext(max_retries=0)),
+                await client.get(f"{refused_url}/comments", context=RequestContext(max_retries=0)),
+                await client.get(server.url_for("/posts"), context=RequestContext(max_retries=0)),
+            ]
+            outcomes = await example.gather_handles(handles)
+    assert 3 == len(outcomes)
+    assert isinstance(outcomes[0], httpx.Response)
+    assert "/users" == outcomes[0].json()["path"]
+    assert isinstance(outcomes[1], httpx.ConnectError)
+    assert isinstance(outcomes[2], httpx.Response)
+    assert "/posts" == outcomes[2].json()["path"]
 
 
-@ASYNCIO_ONLY
 async def test_monitoring_example() -> None:
     """Eight successes, two refused requests retried three times each, then two errors."""
     example = load_example("monitoring_example")
@@ -326,34 +301,6 @@ async def test_monitoring_example() -> None:
     assert summary.startswith("10 requests: 8 succeeded, 2 failed (80%)\n"), summary
 
 
-@TRIO_ONLY
-async def test_monitoring_example_on_trio(server: LocalServer, refused_url: str) -> None:
-    """The MetricsCollector scenario, with a task group instead of asyncio.gather."""
-    example = load_example("monitoring_example")
-    metrics = example.MetricsCollector()
-    urls = [server.url_for("/get")] * 8 + [f"{refused_url}/get"] * 2
-    with anyio.fail_after(TIMEOUT):
-        async with create_async_resilient_client() as client:
-            client.add_event_callback(EventType.SUCCESS, metrics.on_success)
-            client.add_event_callback(EventType.RETRY, metrics.on_retry)
-            client.add_event_callback(EventType.ERROR, metrics.on_error)
-            handles = [
-                await client.get(
-                    url, context=RequestContext(request_id=f"req_{i}", base_delay=0.02)
-                )
-                for i, url in enumerate(urls)
-            ]
-            await collect(handles)
-            await client.wait_for_all_requests()
-    assert {"success": 8, "retry": 6, "error": 2} == dict(metrics.stats)
-    # Rates are per request, from each request's final event: retries are not requests.
-    assert (10, 0.8) == (
-        metrics.get_metrics()["total_requests"],
-        metrics.get_metrics()["success_rate"],
-    )
-
-
-@ASYNCIO_ONLY
 async def test_dashboard_example() -> None:
     """The dashboard refreshes while requests run; its last view shows all six done."""
     example = load_example("dashboard_example")
@@ -364,40 +311,6 @@ async def test_dashboard_example() -> None:
     assert (0, 6, 6, False) == (last["active"], last["results"], last["successes"], last["closed"])
 
 
-@TRIO_ONLY
-async def test_dashboard_example_on_trio(server: LocalServer) -> None:
-    """The dashboard scenario with the monitor in a task group instead of create_task."""
-    example = load_example("dashboard_example")
-
-    async def monitor(dashboard: Any, max_refreshes: int = 100) -> None:
-        dashboard.running = True
-        for _ in range(max_refreshes):
-            if not dashboard.running:
-                break
-            await dashboard.display_stats()
-            await anyio.sleep(dashboard.refresh_interval)
-        await dashboard.display_stats()
-
-    with anyio.fail_after(TIMEOUT):
-        async with create_async_resilient_client() as client:
-            dashboard = example.RealTimeDashboard(client, refresh_interval=0.05)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(monitor, dashboard)
-                try:
-                    handles = []
-                    for i in range(6):
-                        context = RequestContext(request_id=f"dashboard_req_{i}")
-                        url = server.url_for(f"/delay/{(i % 3) * 0.1}")
-                        handles.append(await client.get(url, context=context))
-                        await anyio.sleep(0.05)
-                    await collect(handles)
-                finally:
-                    dashboard.stop()
-    last = dashboard.snapshots[-1]
-    assert (0, 6, 6) == (last["active"], last["results"], last["successes"])
-
-
-@ASYNCIO_ONLY
 async def test_troubleshooting() -> None:
     """Each troubleshooting section measures what it claims."""
     example = load_example("troubleshooting")
@@ -411,73 +324,17 @@ async def test_troubleshooting() -> None:
     assert 200 == outcome["optimal_status"]
 
 
-@ASYNCIO_ONLY
 async def test_troubleshooting_with_an_external_server(server: LocalServer) -> None:
     """Given a base_url, the sections that need no server access run against it."""
     example = load_example("troubleshooting")
     with anyio.fail_after(TIMEOUT):
         outcome = await example.main(server.url)
-    assert "connections" not in outcome
-    assert 200 == outcome["optimal_status"]
-
-
-@TRIO_ONLY
-async def test_troubleshooting_on_trio(server: LocalServer) -> None:
-    """The troubleshooting scenarios with anyio primitives: drops, bounds, limiter, reuse."""
-    example = load_example("troubleshooting")
-
-    async def dropped(event_queue_size: int) -> int:
-        gate = anyio.Event()
-
-        async def stuck_callback(event: AsyncEvent) -> None:
-            await gate.wait()
-
-        async with AsyncResilientClient(event_queue_size=event_queue_size) as client:
-            client.add_event_callback(EventType.SUCCESS, stuck_callback)
-            try:
-                await collect([await client.get(server.url_for("/data")) for _ in range(30)])
-            finally:
-                gate.set()
-        return client.stats().events_dropped
-
-    with anyio.fail_after(TIMEOUT):
-        # 1. Event queue size
-        assert await dropped(10) > 0
-        assert 0 == await dropped(1000)
-
-        # 2. Bounded results, and a periodic cleanup written with anyio.
-        async with AsyncResilientClient(max_results=3) as client:
-            for i in range(5):
-                context = RequestContext(request_id=f"r{i}")
-                await (await client.get(server.url_for("/data"), context=context))
-            assert (3, 2) == (client.results_count, client.stats().results_evicted)
-            await anyio.sleep(0.05)
-            assert 3 == client.clear_old_results(max_age=0)
-
-        # 3. Bounded concurrency: a CapacityLimiter acquired before submitting.
-        limiter = anyio.CapacityLimiter(10)
-        peak = 0
-
-        async def limited_request(client: AsyncResilientClient, i: int) -> None:
-            nonlocal peak
-            async with limiter:
-                context = RequestContext(request_id=f"item_{i}")
-                handle = await client.get(server.url_for(f"/items/{i}"), context=context)
-                peak = max(peak, client.active_tasks_count)
-                await handle
-
-        async with create_async_resilient_client() as client, anyio.create_task_group() as tg:
-            for i in range(100):
-                tg.start_soon(limited_request, client, i)
-        assert 1 <= peak <= 10
-        assert 100 == sum(server.hits[f"/items/{i}"] for i in range(100))
-
-        # 4. Client reuse (ApiService is backend-neutral) and 5. the optimal configuration.
-        connections = await example.client_reuse(server)
-        assert {"new_client_each_call": 5, "reused_client": 1} == connections
         async with example.optimal_client() as client:
             response = await (await client.get(server.url_for("/data")))
-        assert "keep-alive" == response.json()["headers"]["connection"]
+    assert "connections" not in outcome
+    assert 200 == outcome["optimal_status"]
+    assert 100 == sum(server.hits[f"/items/{i}"] for i in range(100))
+    assert "keep-alive" == response.json()["headers"]["connection"]
 
 
 # -- trio-native example ------------------------------------------------------------------------
@@ -661,14 +518,10 @@ def test_load_testing_script_prints_consistent_figures(backend: str) -> None:
 
 # -- the examples as scripts --------------------------------------------------------------------
 
-# Examples written, as the seed writes them, with one backend's own primitives run on that
-# backend only; asked for the other, they exit with argparse's usage error and say why.
+# Every example runs on both backends but the trio-native ones, which are written with trio's own
+# primitives; asked for asyncio, they exit with argparse's usage error and say why.
 SCRIPT_BACKENDS = {
     **dict.fromkeys(EXAMPLES, ("asyncio", "trio")),
-    **dict.fromkeys(
-        ("concurrent_requests", "dashboard_example", "monitoring_example", "troubleshooting"),
-        ("asyncio",),
-    ),
     **dict.fromkeys(("trio_app", "trio_usage"), ("trio",)),
 }
 
