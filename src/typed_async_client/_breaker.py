@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ._checks import check_number
+
 Origin = tuple[str, str, int]
 
 
@@ -51,15 +53,6 @@ class _Circuit:
 
     def __post_init__(self) -> None:
         self.outcomes = deque(maxlen=self.window)
-
-
-def _positive(name: str, value: object, *, integer: bool = False) -> None:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        kind = "an int" if integer else "a number"
-        raise TypeError(f"{name} must be {kind}, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
 
 
 class CircuitBreaker:
@@ -89,14 +82,13 @@ class CircuitBreaker:
         half_open_probes: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        _positive("failure_threshold", failure_threshold, integer=True)
-        _positive("window", window, integer=True)
-        _positive("recovery_time", recovery_time)
-        _positive("half_open_probes", half_open_probes, integer=True)
-        if failure_rate is not None:
-            _positive("failure_rate", failure_rate)
-            if failure_rate > 1:
-                raise ValueError(f"failure_rate must be <= 1, got {failure_rate}")
+        check_number("failure_threshold", failure_threshold, integer=True, minimum=1)
+        check_number("window", window, integer=True, minimum=1)
+        check_number("recovery_time", recovery_time, minimum=0, above=True)
+        check_number("half_open_probes", half_open_probes, integer=True, minimum=1)
+        check_number(
+            "failure_rate", failure_rate, minimum=0, above=True, maximum=1, allow_none=True
+        )
         self.failure_threshold = failure_threshold
         self.failure_rate = failure_rate
         self.window = window

@@ -15,18 +15,10 @@ retries <= ratio * requests + min_per_second * seconds + min(max_tokens, min_per
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
-
-def _check(name: str, value: object, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        rule = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be a finite number {rule}, got {value}")
-    return float(value)
+from ._checks import check_number
 
 
 class RetryBudget:
@@ -52,9 +44,9 @@ class RetryBudget:
         max_tokens: float = 100.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.ratio = _check("ratio", ratio)
-        self.min_per_second = _check("min_per_second", min_per_second)
-        self.max_tokens = _check("max_tokens", max_tokens, positive=True)
+        self.ratio = float(check_number("ratio", ratio, minimum=0))
+        self.min_per_second = float(check_number("min_per_second", min_per_second, minimum=0))
+        self.max_tokens = float(check_number("max_tokens", max_tokens, minimum=0, above=True))
         self._clock = clock
         self._tokens = min(self.max_tokens, self.min_per_second)
         self._last = clock()

@@ -10,7 +10,6 @@ transports alike, on asyncio and on trio.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import random
 import time
@@ -21,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from ._backoff import backoff_delay
+from ._checks import check_number
 from ._constants import (
     DEFAULT_BACKOFF_FACTOR,
     DEFAULT_BASE_DELAY,
@@ -36,22 +36,6 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 def _new_request_id() -> str:
     """128 random bits in hex, like ``uuid.uuid4().hex`` without the UUID object (4x cheaper)."""
     return os.urandom(16).hex()
-
-
-def _check_count(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-
-
-def _check_duration(name: str, value: object, *, minimum: float = 0.0) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +84,17 @@ class RequestContext:
     idempotent: bool | None = None
 
     def __post_init__(self) -> None:
-        _check_count("max_retries", self.max_retries)
-        _check_count("current_attempt", self.current_attempt)
-        _check_duration("base_delay", self.base_delay)
-        _check_duration("backoff_factor", self.backoff_factor, minimum=1.0)
-        _check_duration("max_delay", self.max_delay)
+        check_number("max_retries", self.max_retries, integer=True, minimum=0)
+        check_number("current_attempt", self.current_attempt, integer=True, minimum=0)
+        check_number("base_delay", self.base_delay, minimum=0)
+        check_number("backoff_factor", self.backoff_factor, minimum=1)
+        check_number("max_delay", self.max_delay, minimum=0)
         if self.base_delay > self.max_delay:
             raise ValueError(
                 f"base_delay must be <= max_delay, got base_delay={self.base_delay} "
                 f"and max_delay={self.max_delay}"
             )
-        if self.total_timeout is not None:
-            _check_duration("total_timeout", self.total_timeout)
-            if self.total_timeout <= 0:
-                raise ValueError(f"total_timeout must be > 0 or None, got {self.total_timeout}")
+        check_number("total_timeout", self.total_timeout, minimum=0, above=True, allow_none=True)
         if not isinstance(self.inherit_deadline, bool):
             raise TypeError(
                 f"inherit_deadline must be a bool, got {type(self.inherit_deadline).__name__}"

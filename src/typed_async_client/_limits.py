@@ -23,6 +23,8 @@ from collections import OrderedDict
 
 import anyio
 
+from ._checks import check_number
+
 
 class RateLimiter:
     """
@@ -34,10 +36,7 @@ class RateLimiter:
     """
 
     def __init__(self, per_second: float) -> None:
-        if isinstance(per_second, bool) or not isinstance(per_second, (int, float)):
-            raise TypeError(f"max_per_second must be a number, got {type(per_second).__name__}")
-        if not (math.isfinite(per_second) and per_second > 0):
-            raise ValueError(f"max_per_second must be a finite number > 0, got {per_second}")
+        check_number("max_per_second", per_second, minimum=0, above=True)
         self.per_second = float(per_second)
         self._interval = 1.0 / self.per_second
         # The earliest time of the next slot: the last granted slot plus one interval.

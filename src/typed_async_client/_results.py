@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from ._checks import check_number
 from ._constants import DEFAULT_MAX_RESULT_BYTES
 from ._context import RequestContext
 
@@ -200,18 +201,8 @@ class ResultStore:
     """
 
     def __init__(self, max_results: int, max_bytes: int | None = DEFAULT_MAX_RESULT_BYTES) -> None:
-        if isinstance(max_results, bool) or not isinstance(max_results, int):
-            raise TypeError(f"max_results must be an int, got {type(max_results).__name__}")
-        if max_results < 1:
-            raise ValueError(f"max_results must be >= 1, got {max_results}")
-        if max_bytes is not None and (
-            isinstance(max_bytes, bool) or not isinstance(max_bytes, int)
-        ):
-            raise TypeError(
-                f"max_result_bytes must be an int or None, got {type(max_bytes).__name__}"
-            )
-        if max_bytes is not None and max_bytes < 0:
-            raise ValueError(f"max_result_bytes must be >= 0 or None, got {max_bytes}")
+        check_number("max_results", max_results, integer=True, minimum=1)
+        check_number("max_result_bytes", max_bytes, integer=True, minimum=0, allow_none=True)
         self.max_results = max_results
         self.max_bytes = max_bytes
         self.evicted = 0
