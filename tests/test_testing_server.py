@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 import anyio
 import httpx
 import pytest
 
-from typed_async_client.testing import LocalServer
+from typed_async_client.testing import FaultMix, LocalServer, instant_retries
 
 pytestmark = pytest.mark.anyio
 
-# RELIABILITY fact 8: one fault can surface as different httpx errors per backend.
+# A reset surfaces as ReadError on asyncio, and as ReadError or RemoteProtocolError on trio
+# (docs/reliability.md, "Network faults").
 _RESET_ERRORS: dict[str, tuple[type[httpx.HTTPError], ...]] = {
     "asyncio": (httpx.ReadError,),
     "trio": (httpx.ReadError, httpx.RemoteProtocolError),
@@ -391,6 +395,37 @@ def test_record_limit_must_not_be_negative() -> None:
     """A negative record_limit is a ValueError."""
     with pytest.raises(ValueError, match="record_limit"):
         LocalServer(record_limit=-1)
+
+
+# Wrong types, typed as Any so that the calls reach the runtime checks.
+_NOT_AN_INT: Any = "80"
+_A_FLOAT: Any = 1.5
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda: LocalServer(record_limit=-1), ValueError, "record_limit must be an int >= 0"),
+        (lambda: LocalServer(port=65536), ValueError, "port must be an int >= 0 and <= 65535"),
+        (lambda: LocalServer(port=_NOT_AN_INT), TypeError, "port must be an int, got str"),
+        (lambda: FaultMix(reset=1.5), ValueError, "reset must be a finite number >= 0 and <= 1"),
+        (lambda: FaultMix(drop=True), TypeError, "drop must be a number, got bool"),
+        (lambda: FaultMix(seed=_A_FLOAT), TypeError, "seed must be an int, got float"),
+        (lambda: FaultMix(delay_seconds=61), ValueError, "delay_seconds must be a finite number"),
+        (lambda: FaultMix().draws(-1), ValueError, "count must be an int >= 0, got -1"),
+        (
+            lambda: instant_retries(max_attempts=0).__enter__(),
+            ValueError,
+            "max_attempts must be an int >= 1 or None, got 0",
+        ),
+    ],
+)
+def test_numeric_arguments_are_refused_in_the_one_message_format(
+    build: Callable[[], object], error: type[Exception], message: str
+) -> None:
+    """The testing helpers check their numbers like the client does: name, rule, value."""
+    with pytest.raises(error, match=re.escape(message)):
+        build()
 
 
 async def test_existing_routes_answer_as_before(server: LocalServer) -> None:

@@ -7,8 +7,8 @@ retrying code fast to test.
 
 from __future__ import annotations
 
+from ._faults import FaultMix as FaultMix
 from ._mode import instant_retries as instant_retries
-from ._server import FaultMix as FaultMix
 from ._server import LocalServer as LocalServer
 from ._server import RecordedRequest as RecordedRequest
 from ._server import refusing_url as refusing_url

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .._checks import check_number
 from .._retrying import TESTING_OVERRIDES, TestingOverrides
 
 
@@ -24,12 +25,10 @@ def instant_retries(*, max_attempts: int | None = None) -> Iterator[None]:
             ``max_retries`` decides).
 
     Raises:
+        TypeError: ``max_attempts`` is not an int (or ``None``).
         ValueError: ``max_attempts`` is below 1.
     """
-    if max_attempts is not None and (
-        isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
-    ):
-        raise ValueError(f"max_attempts must be an int >= 1 or None, got {max_attempts!r}")
+    check_number("max_attempts", max_attempts, integer=True, minimum=1, allow_none=True)
     token = TESTING_OVERRIDES.set(TestingOverrides(max_attempts=max_attempts))
     try:
         yield
